@@ -1,0 +1,109 @@
+"""The ``alignflow`` command line: a thin layer over the Python API (configs in, runs out)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(help="Align language models with human feedback: SFT, reward models, RL, evaluation.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+rm_app = typer.Typer(help="Reward models: train on preference pairs, score responses.", no_args_is_help=True)
+app.add_typer(rm_app, name="rm")
+console = Console()
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", exists=True, dir_okay=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: key.sub=value.")]
+
+
+def _quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(code=2)
+
+
+def _run(job, config_cls, config: Path, overrides: list[str] | None):
+    from alignflow.config import ConfigError, load_config
+    from alignflow.data.sources import DataError
+    from alignflow.models import ModelNotFoundError
+    from alignflow.trainers.loop import TrainingError
+
+    _quiet_libraries()
+    try:
+        cfg = load_config(config_cls, config, overrides)
+        return job(cfg, console=console)
+    except (ConfigError, DataError, ModelNotFoundError, TrainingError, ValueError) as err:
+        _fail(err)
+
+
+@app.command()
+def sft(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Supervised fine-tuning of a policy on prompt/response data."""
+    from alignflow.config import SFTConfig
+    from alignflow.trainers.sft import train_sft
+
+    _run(train_sft, SFTConfig, config, overrides)
+
+
+@rm_app.command("train")
+def rm_train(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Train a reward model on preference pairs (Bradley-Terry)."""
+    from alignflow.config import RewardConfig
+    from alignflow.trainers.reward import train_reward_model
+
+    _run(train_reward_model, RewardConfig, config, overrides)
+
+
+@rm_app.command("score")
+def rm_score(
+    model_dir: Annotated[Path, typer.Argument(help="A reward-model folder written by `alignflow rm train`.")],
+    data: Annotated[str, typer.Argument(help="JSONL of {prompt, response} rows (any SFT format).")],
+    out: Annotated[Optional[Path], typer.Option(help="Write rows with a `reward` field here (JSONL).")] = None,
+    batch_size: int = 16,
+) -> None:
+    """Score responses with a trained reward model; prints summary statistics."""
+    from alignflow.data.readers import read_sft
+    from alignflow.models.reward_io import RewardModelScorer
+    from alignflow.trainers.data_setup import report_issues
+
+    _quiet_libraries()
+    try:
+        scorer = RewardModelScorer(model_dir, batch_size=batch_size)
+        read = read_sft(data)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    report_issues(read.issues, (out.parent if out else Path(".")), console)
+    if not read.examples:
+        _fail(ValueError(f"{data}: no usable rows"))
+    scores = scorer.score([e.prompt for e in read.examples], [e.response for e in read.examples])
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w") as fh:
+            for example, score in zip(read.examples, scores.tolist()):
+                fh.write(json.dumps({"prompt": example.prompt, "response": example.response,
+                                     "reward": score, "source": example.source}) + "\n")
+    console.print(f"scored {len(scores)} rows: mean={scores.mean():.4f} std={scores.std():.4f} "
+                  f"min={scores.min():.4f} max={scores.max():.4f}" + (f" -> {out}" if out else ""))
+
+
+try:  # TEMP until data_cmd lands
+    from alignflow.cli.data_cmd import data_app
+
+    app.add_typer(data_app, name="data")
+except ImportError:
+    pass
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Metrics logging (JSONL, TensorBoard, console) and reports."""

@@ -1,0 +1,1 @@
+"""Trainers: SFT, reward model (and the shared optimisation loop)."""

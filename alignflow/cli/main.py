@@ -96,7 +96,8 @@ def rm_score(
             for example, score in zip(read.examples, scores.tolist()):
                 fh.write(json.dumps({"prompt": example.prompt, "response": example.response,
                                      "reward": score, "source": example.source}) + "\n")
-    console.print(f"scored {len(scores)} rows: mean={scores.mean():.4f} std={scores.std():.4f} "
+    std = scores.std().item() if len(scores) > 1 else 0.0
+    console.print(f"scored {len(scores)} rows: mean={scores.mean():.4f} std={std:.4f} "
                   f"min={scores.min():.4f} max={scores.max():.4f}" + (f" -> {out}" if out else ""))
 
 

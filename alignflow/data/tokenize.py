@@ -78,11 +78,20 @@ class PromptResponseEncoder:
         self.max_prompt_length = max_prompt_length
 
     def encode_prompt(self, messages: list[Message]) -> tuple[list[int], bool]:
-        """Prompt ids (with the tokenizer's prefix), cut from the left to ``max_prompt_length``."""
-        ids = self._ids(self.formatter.prompt_text(messages))
+        """Prompt ids (with the tokenizer's prefix) within ``max_prompt_length``.
+
+        Whole turns go first, oldest first, so the prompt still starts at a turn boundary (a user
+        turn); only when the final turn alone is too long are tokens cut from its left.
+        """
         budget = self.max_prompt_length - len(self.special.prefix)
+        ids = self._ids(self.formatter.prompt_text(messages))
         truncated = len(ids) > budget
-        if truncated:
+        while len(ids) > budget and len(messages) > 1:
+            messages = messages[1:]
+            if messages[0]["role"] == "assistant" and len(messages) > 1:
+                messages = messages[1:]
+            ids = self._ids(self.formatter.prompt_text(messages))
+        if len(ids) > budget:
             ids = ids[len(ids) - budget :]
         return list(self.special.prefix) + ids, truncated
 

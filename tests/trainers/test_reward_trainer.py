@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+from typer.testing import CliRunner
+
+from alignflow.cli.main import app
+from alignflow.config import RewardConfig, load_config
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.tokenize import PromptResponseEncoder
+from alignflow.models import load_tokenizer
+from alignflow.models.reward_io import RewardModelScorer
+from alignflow.trainers.reward import collate_pairs, train_reward_model
+
+from trainer_data import QUESTIONS, write_jsonl
+
+
+def rm_config(model_dir, data, out, *overrides):
+    return load_config(RewardConfig, None, [
+        f"model.name={model_dir}", f"data.train={data}", f"output_dir={out}", "model.dtype=fp32",
+        "data.max_length=64", "data.max_prompt_length=24", "data.val_fraction=0.25",
+        "train.batch_size=8", "train.micro_batch_size=4", "train.grad_accum=2", "train.lr=3e-3",
+        "train.max_steps=16", "train.eval_every=4", "train.log_every=4", "train.warmup_ratio=0.0", *overrides,
+    ])
+
+
+@pytest.mark.parametrize("backbone", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_reward_model_learns_the_preference_and_is_centred(backbone, request, preference_file, tmp_path):
+    model_dir = request.getfixturevalue(backbone)
+    result = train_reward_model(rm_config(model_dir, preference_file, tmp_path / "run"))
+    assert result.metrics["eval_accuracy"] == 1.0
+    assert result.best_dir is not None and (result.best_dir / "alignflow.json").is_file()
+    # Plain transformers loads it; alignflow's scorer applies the centring offset wherever it lives.
+    assert AutoModelForSequenceClassification.from_pretrained(result.model_dir).config.num_labels == 1
+    scorer = RewardModelScorer(result.model_dir, dtype="fp32")
+    prompts = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    chosen = scorer.score(prompts, ["Two plus two is four, happy to help."] * len(prompts))
+    rejected = scorer.score(prompts, ["I cannot help with that request because it could hurt someone."] * len(prompts))
+    assert (chosen > rejected).all()
+    # Validation responses are exactly these two answers, half each: their mean reward is ~0.
+    assert torch.cat([chosen, rejected]).mean().abs() < 0.05 * (chosen - rejected).abs().mean()
+
+
+def test_pairs_share_the_prompt_and_are_stacked_chosen_first(tiny_llama_dir):
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=64, max_prompt_length=24)
+    pairs = [encoder.encode_pair([{"role": "user", "content": "hi"}], "yes please", "no")]
+    chosen, rejected = pairs[0]
+    assert chosen.prompt_ids == rejected.prompt_ids
+    batch = collate_pairs(pairs, tokenizer.pad_token_id)
+    assert batch["input_ids"].shape[0] == 2
+    assert batch["attention_mask"][0].sum() == len(chosen.input_ids)
+    assert batch["attention_mask"][1].sum() == len(rejected.input_ids)
+
+
+def test_long_prompts_are_cut_from_the_left_keeping_the_response(tiny_llama_dir):
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=80, max_prompt_length=40)
+    long_prompt = [{"role": "user", "content": "old turn " * 50}, {"role": "assistant", "content": "ok"},
+                   {"role": "user", "content": "final question"}]
+    encoded = encoder.encode(long_prompt, "the answer")
+    assert encoded.truncated_prompt and len(encoded.prompt_ids) <= 40
+    text = tokenizer.decode(encoded.prompt_ids)
+    # Whole old turns were dropped: the prompt starts at the final user turn, intact.
+    assert text.startswith("<|im_start|>user\nfinal question") and text.rstrip().endswith("assistant")
+    # A single turn too long for the budget is cut from its left.
+    single = encoder.encode([{"role": "user", "content": "word " * 80 + "end"}], "x")
+    assert len(single.prompt_ids) == 40 and "end" in tokenizer.decode(single.prompt_ids)
+    assert tokenizer.decode(encoded.response_ids).startswith("the answer")
+    assert encoded.response_ids[-1] == tokenizer.eos_token_id
+
+
+def test_rm_cli_trains_and_scores(tiny_bert_dir, preference_file, tmp_path):
+    runner = CliRunner()
+    config = tmp_path / "rm.yaml"
+    config.write_text(f"model: {{name: {tiny_bert_dir}, dtype: fp32}}\ndata: {{train: {preference_file}, "
+                      "max_length: 64, max_prompt_length: 24}\ntrain: {batch_size: 8, micro_batch_size: 8, "
+                      "grad_accum: 1, max_steps: 3, lr: 1.0e-3}\n")
+    result = runner.invoke(app, ["rm", "train", str(config), "--set", f"output_dir={tmp_path / 'run'}"])
+    assert result.exit_code == 0, result.output
+    rows = write_jsonl(tmp_path / "responses.jsonl", [{"prompt": "hi", "response": "hello"},
+                                                      {"prompt": "hi", "response": ""}])
+    scored = tmp_path / "scored.jsonl"
+    result = runner.invoke(app, ["rm", "score", str(tmp_path / "run" / "model"), str(rows), "--out", str(scored)])
+    assert result.exit_code == 0, result.output
+    assert "scored 1 rows" in result.output and "skipped 1 rows" in result.output  # the empty response
+    assert "reward" in json.loads(scored.read_text().splitlines()[0])
+
+
+def test_rm_cli_reports_a_bad_config_key(tmp_path, preference_file):
+    config = tmp_path / "rm.yaml"
+    config.write_text(f"data: {{train: {preference_file}}}\ntrain: {{learning_rate: 0.1}}\n")
+    result = CliRunner().invoke(app, ["rm", "train", str(config)])
+    assert result.exit_code == 2
+    assert "unknown key 'train.learning_rate'" in result.output

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-
+import torch
 from tiny_models import build_tiny_bert, build_tiny_gpt2, build_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,9 +15,11 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory):
-    """Converted models land in a temporary cache, never in the user's home."""
+def _isolated_cache_and_one_thread(tmp_path_factory):
+    """Converted models land in a temporary cache, never in the user's home. Tiny models run
+    fastest on one thread (and CI machines are small): thread start-up costs more than it saves."""
     os.environ["ALIGNFLOW_CACHE"] = str(tmp_path_factory.mktemp("alignflow-cache"))
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from alignflow.cli.data_cmd import data_app
+from alignflow.cli.rl_cmd import register as register_rl_commands
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -102,6 +103,7 @@ def rm_score(
 
 
 app.add_typer(data_app, name="data")
+register_rl_commands(app)
 
 if __name__ == "__main__":
     app()

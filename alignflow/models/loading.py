@@ -91,10 +91,20 @@ def ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> bool:
     return True
 
 
+# Modules that copy the config's rate into a float attribute at construction (Llama attention
+# keeps ``self.attention_dropout``) need that attribute zeroed too, not only nn.Dropout modules.
+_DROPOUT_RATE_ATTRS = ("attention_dropout", "attn_dropout", "dropout", "dropout_p", "dropout_rate")
+
+
 def disable_dropout(model: nn.Module) -> None:
+    """Dropout off everywhere (Huang et al. 2024, detail 10): log-probs, values and rewards must be
+    deterministic functions of the weights, else PPO ratios and KL estimates are noise."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        for name in _DROPOUT_RATE_ATTRS:
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
     for key in ("attention_dropout", "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob",
                 "resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "classifier_dropout"):
         if getattr(model.config, key, None):
@@ -115,7 +125,9 @@ def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: Mo
     return model
 
 
-def load_policy(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_policy(
+    cfg: ModelConfig, *, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer, ready for SFT or RL (LoRA applied when configured)."""
     source = materialize(resolve_model(cfg.name))
     tokenizer = load_tokenizer(source)
@@ -170,7 +182,8 @@ def reward_head(model: nn.Module) -> nn.Linear:
 
 
 def apply_lora(model: PreTrainedModel, cfg: LoraConfig, *, task_type: str) -> PreTrainedModel:
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [t for t in cfg.target_modules if t in present]

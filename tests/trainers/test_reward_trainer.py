@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from trainer_data import QUESTIONS, write_jsonl
 from transformers import AutoModelForSequenceClassification
 from typer.testing import CliRunner
 
@@ -12,8 +13,6 @@ from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import RewardModelScorer
 from alignflow.trainers.reward import collate_pairs, train_reward_model
-
-from trainer_data import QUESTIONS, write_jsonl
 
 
 def rm_config(model_dir, data, out, *overrides):

@@ -1,0 +1,212 @@
+"""The PPO (and, by config, GRPO / RLOO / REINFORCE++) job config.
+
+Defaults follow Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (the TL;DR
+recipe): temperature 0.7, KL penalty 0.05 in the reward, missing-EOS penalty -1, GAE gamma 1 /
+lambda 0.95, whitened advantages, clipped policy and value losses, 4 PPO epochs, Adam eps 1e-5,
+linear LR decay. Every field is documented where it is declared so that a YAML file reads like a
+form; ``validate()`` checks what the types cannot (batch sizes that must divide, registry names).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Literal
+
+from alignflow.algorithms import (
+    ADVANTAGE_ESTIMATORS,
+    KL_ESTIMATORS,
+    LOSS_AGGREGATIONS,
+    POLICY_LOSSES,
+    get_advantage_estimator,
+)
+from alignflow.config.loader import ConfigError
+from alignflow.config.schema import ModelConfig, TrainConfig
+
+
+def _required_kwarg(estimator: str, name: str) -> bool:
+    parameter = inspect.signature(get_advantage_estimator(estimator)).parameters.get(name)
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def estimator_needs_critic(estimator: str) -> bool:
+    """True when the estimator declares ``values`` without a default (GAE): a critic is built.
+
+    Read from the registered function's signature, so a new estimator needs no edit here.
+    """
+    return _required_kwarg(estimator, "values")
+
+
+def estimator_needs_groups(estimator: str) -> bool:
+    """True when the estimator declares ``group_ids`` without a default (GRPO, RLOO, ...)."""
+    return _required_kwarg(estimator, "group_ids")
+
+
+@dataclass
+class PromptDataConfig:
+    train: str = ""  # prompts: file, folder or hub name read with `read_prompts` (HH dialogues work too)
+    validation: str | None = None  # held-out prompts; when empty `val_fraction` of `train` is held out by seed
+    val_fraction: float = 0.05
+    max_samples: int | None = None  # read at most this many good rows from `train`
+    max_prompt_length: int = 256  # tokens; longer prompts are cut from the left (oldest turns first)
+    strict: bool = False  # fail on the first malformed row instead of reporting and skipping it
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling settings (the fields of `alignflow.rollout.SamplingParams`)."""
+
+    max_new_tokens: int = 64  # generate at most this many tokens, then cut after the first EOS
+    temperature: float = 0.7  # also divides the logits when log-probs are recomputed
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    repetition_penalty: float = 1.0
+    n: int = 1  # samples per prompt (>= 2 for group estimators: grpo, rloo, reinforce_pp_baseline)
+    stop_strings: list[str] = field(default_factory=list)
+    eval_greedy: bool = True  # held-out evaluation decodes greedily (else samples like training)
+
+
+@dataclass
+class AlgorithmConfig:
+    adv_estimator: str = "gae"  # any name in ADVANTAGE_ESTIMATORS; a critic is built only when it needs values
+    estimator_options: dict = field(default_factory=dict)  # extra keyword options, e.g. {norm_by_std: false}
+    policy_loss: str = "ppo_clip"  # any name in POLICY_LOSSES
+    gamma: float = 1.0  # GAE discount
+    lam: float = 0.95  # GAE lambda
+    kl_coef: float = 0.05  # beta: initial / fixed KL coefficient
+    kl_estimator: str = "k1"  # k1 | k2 | k3 | abs (per-token estimate used in the reward or the loss)
+    kl_controller: Literal["fixed", "adaptive"] = "fixed"
+    target_kl: float = 6.0  # adaptive controller: target KL per sequence (nats)
+    horizon: int = 10000  # adaptive controller: samples over which the coefficient may move 20%
+    kl_in_reward: bool = True  # per-token -beta*KL inside the reward; false: KL as a loss term instead
+    kl_loss_coef: float = 0.0  # weight of the KL loss term when kl_in_reward is false (GRPO style)
+    whiten_advantages: bool = True  # masked whitening over the batch (GAE)
+    whiten_rewards: bool = False  # scale token rewards to unit variance (keeps their mean)
+    missing_eos_penalty: float | None = -1.0  # score given to responses without EOS; null = off
+    clip_low: float = 0.2  # PPO ratio clip: 1 - clip_low ...
+    clip_high: float | None = None  # ... 1 + clip_high (null = clip_low; larger = DAPO clip-higher)
+    dual_clip: float | None = None  # c > 1 bounds the loss on negative advantages; null = off
+    vf_clip: float | None = 0.2  # value clipping around the rollout-time values; null = plain MSE
+    vf_coef: float = 0.1  # scales the critic loss (the critic has its own optimizer)
+    entropy_coef: float = 0.0  # entropy bonus: loss -= entropy_coef * entropy
+    loss_agg_mode: str = "token-mean"  # any name in LOSS_AGGREGATIONS
+    # The critic's body and head: "reward_model" = the reward-model folder (a decoder sharing the
+    # policy's tokenizer), "policy" = the policy's body with a fresh scalar head, "auto" = the reward
+    # model when it is such a decoder, else the policy (the choice is printed).
+    critic_init: Literal["auto", "reward_model", "policy"] = "auto"
+
+
+@dataclass
+class PPOTrainConfig:
+    steps: int = 100  # PPO iterations (generate -> score -> ... -> update)
+    prompts_per_step: int = 16  # prompts per rollout batch; rows = prompts_per_step x rollout.n
+    ppo_epochs: int = 4  # passes over each rollout batch, in freshly shuffled mini-batches
+    mini_batch_size: int = 8  # rows per optimizer step
+    micro_batch_size: int = 4  # rows per forward/backward (gradient accumulation inside a mini-batch)
+    actor_lr: float = 3e-6
+    critic_lr: float = 3e-6
+    adam_eps: float = 1e-5  # Huang et al.: PyTorch's 1e-8 gives too aggressive early updates
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: Literal["linear", "constant", "cosine"] = "linear"
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 0  # steps; 0 = only at the end
+    eval_every: int = 0  # steps; 0 = only at step 0 and at the end
+    eval_prompts: int = 64  # held-out prompts scored at each evaluation (0 = no evaluation)
+    log_every: int = 1  # console line every this many steps (files get every step)
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+
+    def optim_config(self, lr: float) -> TrainConfig:
+        """The shared optimizer/schedule settings, for `build_optimizer` / `build_scheduler`."""
+        return TrainConfig(lr=lr, adam_eps=self.adam_eps, adam_betas=tuple(self.adam_betas),
+                           weight_decay=self.weight_decay, scheduler=self.schedule, warmup_ratio=self.warmup_ratio,
+                           max_grad_norm=self.max_grad_norm, seed=self.seed)
+
+
+@dataclass
+class AlertConfig:
+    enabled: bool = True
+    stop_on_alert: bool = False  # save a checkpoint and stop at the first alert
+    max_kl: float = 20.0  # KL to the reference per sequence (nats) above which to alert
+    min_entropy: float = 0.05  # mean token entropy (nats) below which the policy has collapsed
+    reward_std_eps: float = 1e-6  # reward std at or below this counts as collapsed ...
+    reward_collapse_steps: int = 3  # ... for this many consecutive steps
+
+
+@dataclass
+class PPOConfig:
+    output_dir: str = "runs/ppo"
+    model: ModelConfig = field(default_factory=ModelConfig)  # the policy (start from an SFT folder)
+    reward_model: str = ""  # a folder written by `alignflow rm train` (its model/ or best/)
+    reward_function: str = ""  # or a Python reward "package.module:function" (see alignflow.rewards)
+    data: PromptDataConfig = field(default_factory=PromptDataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: PPOTrainConfig = field(default_factory=PPOTrainConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.train.prompts_per_step * self.rollout.n
+
+    @property
+    def needs_critic(self) -> bool:
+        return estimator_needs_critic(self.algorithm.adv_estimator)
+
+    def validate(self) -> None:
+        if not self.data.train:
+            raise ConfigError("data.train must name a prompt dataset (file, folder or hub name)")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if bool(self.reward_model) == bool(self.reward_function):
+            raise ConfigError("set exactly one of reward_model (a reward-model folder) and reward_function "
+                              "(package.module:function)")
+        self._validate_names()
+        self._validate_batches()
+        algo, rollout = self.algorithm, self.rollout
+        if estimator_needs_groups(algo.adv_estimator) and rollout.n < 2:
+            raise ConfigError(f"algorithm.adv_estimator={algo.adv_estimator!r} compares samples of the same "
+                              f"prompt: rollout.n must be >= 2, got {rollout.n}")
+        if algo.critic_init == "reward_model" and self.needs_critic and not self.reward_model:
+            raise ConfigError("algorithm.critic_init=reward_model needs reward_model (a reward-model folder); "
+                              "use algorithm.critic_init=policy with a reward_function")
+        if algo.kl_loss_coef < 0:
+            raise ConfigError(f"algorithm.kl_loss_coef must be >= 0, got {algo.kl_loss_coef}")
+        if algo.kl_controller == "adaptive" and (algo.target_kl <= 0 or algo.horizon <= 0):
+            raise ConfigError("algorithm.target_kl and algorithm.horizon must be > 0 for the adaptive controller")
+        if rollout.max_new_tokens < 1:
+            raise ConfigError(f"rollout.max_new_tokens must be >= 1, got {rollout.max_new_tokens}")
+        if not rollout.temperature > 0:
+            raise ConfigError(f"rollout.temperature must be > 0, got {rollout.temperature}")
+        for key in ("actor_lr", "critic_lr"):
+            if getattr(self.train, key) <= 0:
+                raise ConfigError(f"train.{key} must be positive, got {getattr(self.train, key)}")
+        for key in ("steps", "ppo_epochs"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self.train, key)}")
+        if self.train.eval_prompts < 0:
+            raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
+
+    def _validate_names(self) -> None:
+        algo = self.algorithm
+        for key, registry in (("adv_estimator", ADVANTAGE_ESTIMATORS), ("policy_loss", POLICY_LOSSES),
+                              ("kl_estimator", KL_ESTIMATORS), ("loss_agg_mode", LOSS_AGGREGATIONS)):
+            if getattr(algo, key) not in registry:
+                raise ConfigError(f"algorithm.{key}={getattr(algo, key)!r} is unknown; "
+                                  f"valid names: {', '.join(registry.names())}")
+
+    def _validate_batches(self) -> None:
+        t = self.train
+        if t.prompts_per_step < 1 or t.mini_batch_size < 1 or t.micro_batch_size < 1 or self.rollout.n < 1:
+            raise ConfigError("train.prompts_per_step, train.mini_batch_size, train.micro_batch_size and "
+                              "rollout.n must all be >= 1")
+        if self.rows_per_step % t.mini_batch_size:
+            raise ConfigError(
+                f"train.mini_batch_size ({t.mini_batch_size}) must divide train.prompts_per_step x rollout.n "
+                f"({t.prompts_per_step} x {self.rollout.n} = {self.rows_per_step})")
+        if t.mini_batch_size % t.micro_batch_size:
+            raise ConfigError(f"train.micro_batch_size ({t.micro_batch_size}) must divide "
+                              f"train.mini_batch_size ({t.mini_batch_size})")

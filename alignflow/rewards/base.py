@@ -1,0 +1,77 @@
+"""Reward functions: anything that scores (prompt, response) rows with one float each.
+
+A reward function is a plain callable::
+
+    def my_reward(prompts: list[list[Message]], responses: list[str], metadata: dict[str, list]) -> list[float]
+
+``prompts`` are chat messages (the conversation up to the response), ``responses`` the decoded
+responses (cut after the first EOS, special tokens removed), and ``metadata`` the per-row values
+that travelled with the prompt (``reference`` answers, ``source`` "file:line", ``has_eos``, ...).
+A config names one with ``reward_function: package.module:function``; a trained reward model is
+adapted to the same interface by :class:`RewardModelReward`.
+
+Example (a toy length reward)::
+
+    def prefers_short(prompts, responses, metadata):
+        return [-len(r) / 100 for r in responses]
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from alignflow.data.types import Message
+
+
+@runtime_checkable
+class RewardFunction(Protocol):
+    def __call__(self, prompts: list[list[Message]], responses: list[str], metadata: dict[str, list]) -> list[float]:
+        """One score per row (``len(responses)`` floats)."""
+        ...
+
+
+class RewardModelReward:
+    """A reward-model folder (from ``alignflow rm train``) as a :class:`RewardFunction`.
+
+    Scores come from ``RewardModelScorer``: the RM's own tokenizer and chat template, its score
+    read at the last real token and its centring offset added.
+    """
+
+    def __init__(self, model_dir: str | Path, *, batch_size: int = 16, dtype: str = "bf16") -> None:
+        from alignflow.models.reward_io import RewardModelScorer
+
+        self.model_dir = Path(model_dir)
+        self.scorer = RewardModelScorer(model_dir, batch_size=batch_size, dtype=dtype)
+
+    def __call__(self, prompts: list[list[Message]], responses: list[str], metadata: dict[str, list]) -> list[float]:
+        return self.scorer.score(prompts, responses).tolist()
+
+
+def import_reward_function(spec: str) -> RewardFunction:
+    """``"package.module:name"`` -> that callable (a class is instantiated without arguments)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"reward_function must look like package.module:function, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"reward_function {spec!r}: cannot import {module_name!r}: {err}") from err
+    target = getattr(module, attr, None)
+    if target is None:
+        raise ValueError(f"reward_function {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    if isinstance(target, type):
+        target = target()
+    if not callable(target):
+        raise ValueError(f"reward_function {spec!r} is not callable")
+    return target
+
+
+def build_reward_function(reward_model: str = "", reward_function: str = "", *, dtype: str = "bf16") -> RewardFunction:
+    """The job's reward: a reward-model folder or an imported Python function (exactly one)."""
+    if bool(reward_model) == bool(reward_function):
+        raise ValueError("give exactly one of reward_model and reward_function")
+    if reward_model:
+        return RewardModelReward(reward_model, dtype=dtype)
+    return import_reward_function(reward_function)

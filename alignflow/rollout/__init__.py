@@ -1,0 +1,6 @@
+"""Rollout engines: turn prompts into sampled responses with their sampling log-probs."""
+
+from alignflow.rollout.base import RolloutEngine, SamplingParams
+from alignflow.rollout.hf import HFRolloutEngine
+
+__all__ = ["HFRolloutEngine", "RolloutEngine", "SamplingParams"]

@@ -1,0 +1,202 @@
+"""Batched sampling from a Hugging Face causal LM with its own decoding loop.
+
+Why not ``model.generate``: we need the log-prob of every sampled token under the exact
+distribution it was drawn from, per-row EOS/stop-string masks in one fixed layout, and a loop
+small enough to read. The loop prefills the left-padded prompts once, then feeds one token per
+step through the KV cache. Positions come from the attention mask (``cumsum - 1``) so that a
+prompt's first real token is at position 0 however much padding precedes it.
+
+The engine samples from the module it was given, not a copy: built on the actor's module, it
+always uses the actor's current weights (colocated rollout).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from alignflow.batch import Batch
+from alignflow.rollout.base import SamplingParams
+from alignflow.rollout.sampling import process_logits, sample_next_token
+
+# A character may take up to 4 byte-level tokens; one extra token keeps the stop string off the
+# window's first token, whose decoding may differ (e.g. a SentencePiece leading space).
+_TOKENS_PER_CHAR = 4
+
+
+class HFRolloutEngine:
+    """Rollout engine over a ``transformers`` causal LM (Llama, GPT-2, ...).
+
+    ``decode`` maps token ids to text; it is only needed for ``stop_strings``. With no
+    ``eos_token_ids`` a response ends only at a stop string or ``max_new_tokens``.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        pad_token_id: int,
+        eos_token_ids: Sequence[int] = (),
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        self.model = model
+        self.pad_token_id = int(pad_token_id)
+        self.eos_token_ids = tuple(dict.fromkeys(int(i) for i in eos_token_ids))
+        self.decode = decode
+
+    @classmethod
+    def from_tokenizer(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> HFRolloutEngine:
+        """EOS ids from ``model.generation_config`` and the tokenizer; pad id from the tokenizer (else EOS)."""
+        configured = model.generation_config.eos_token_id
+        eos_ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+        eos_ids = [i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None]
+        if not eos_ids:
+            raise ValueError("neither the model's generation_config nor the tokenizer defines an EOS token")
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+        return cls(model, pad_token_id, eos_ids, decode=partial(tokenizer.decode, skip_special_tokens=False))
+
+    def update_weights(self, weights: nn.Module | Mapping[str, torch.Tensor]) -> None:
+        """Copy ``weights`` into the engine's module; tensors that already share storage are skipped.
+
+        Colocated with the actor (same module), this copies nothing.
+        """
+        source = weights.state_dict() if isinstance(weights, nn.Module) else weights
+        target = self.model.state_dict()
+        missing, unexpected = target.keys() - source.keys(), source.keys() - target.keys()
+        if missing or unexpected:
+            raise ValueError(
+                f"weights do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
+        with torch.no_grad():
+            for name, tensor in target.items():
+                if tensor.data_ptr() != source[name].data_ptr():
+                    tensor.copy_(source[name])
+
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Batch:
+        params.validate()
+        if params.stop_strings and self.decode is None:
+            raise ValueError("stop_strings need a decode function (build the engine with from_tokenizer or decode=...)")
+        prompts, prompt_mask = self._pad_prompts(prompt_ids)
+        started = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                tensors = self._decode(prompts, prompt_mask, params)
+        finally:
+            self.model.train(was_training)
+        # Inference tensors cannot be saved for backward; the trainer feeds these to autograd.
+        tensors = {key: value.clone() for key, value in tensors.items()}
+        return Batch(
+            tensors=tensors,
+            meta={"prompt_index": [i for i in range(len(prompt_ids)) for _ in range(params.n)]},
+            info={
+                "generation_time_s": time.perf_counter() - started,
+                "generated_tokens": int(tensors["response_mask"].sum()),
+                "sampling_params": params,
+            },
+        )
+
+    def _pad_prompts(self, prompt_ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked prompts -> left-padded ids and mask, both (num_prompts, P) on the model's device."""
+        if not prompt_ids:
+            raise ValueError("generate needs at least one prompt")
+        vocab_size = self.model.get_input_embeddings().num_embeddings
+        for i, prompt in enumerate(prompt_ids):
+            if len(prompt) == 0:
+                raise ValueError(f"prompt {i} is empty (0 tokens)")
+            if min(prompt) < 0 or max(prompt) >= vocab_size:
+                raise ValueError(f"prompt {i} has token ids outside [0, {vocab_size})")
+        width = max(len(p) for p in prompt_ids)
+        padded = [[self.pad_token_id] * (width - len(p)) + list(p) for p in prompt_ids]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids]
+        device = self.model.device
+        return torch.tensor(padded, device=device), torch.tensor(mask, device=device)
+
+    def _decode(
+        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, params: SamplingParams
+    ) -> dict[str, torch.Tensor]:
+        """prompts, prompt_mask (num_prompts, P) left-padded -> the tensors listed in ``rollout.base``.
+
+        Each prompt is prefilled once; its KV cache is then repeated for its ``n`` samples.
+        """
+        output = self.model(
+            input_ids=prompts,
+            attention_mask=prompt_mask,
+            position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        next_logits = output.logits[:, -1].repeat_interleave(params.n, dim=0)
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(params.n)
+        prompts, prompt_mask = (
+            prompts.repeat_interleave(params.n, dim=0),
+            prompt_mask.repeat_interleave(params.n, dim=0),
+        )
+
+        batch_size, prompt_len = prompts.shape
+        device = prompts.device
+        # One buffer for prompt + response ids and mask: the repetition penalty and the attention
+        # mask read growing views of it, so nothing is concatenated per step.
+        ids = torch.full((batch_size, prompt_len + params.max_new_tokens), self.pad_token_id, device=device)
+        mask = torch.zeros_like(ids)
+        ids[:, :prompt_len] = prompts
+        mask[:, :prompt_len] = prompt_mask
+        logprobs = torch.zeros(batch_size, params.max_new_tokens, device=device)
+        finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        has_eos = torch.zeros_like(finished)
+        eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=device)
+        generator = None if params.seed is None else torch.Generator(device=device).manual_seed(params.seed)
+        next_position = prompt_mask.sum(-1, keepdim=True)  # (B, 1)
+        for step in range(params.max_new_tokens):
+            end = prompt_len + step  # buffer column of the token sampled in this step
+            processed = process_logits(next_logits, params, ids[:, :end], mask[:, :end])
+            token, logprob = sample_next_token(processed, generator, params.do_sample)
+            alive = ~finished
+            ids[:, end] = torch.where(alive, token, self.pad_token_id)
+            mask[:, end] = alive.long()
+            logprobs[:, step] = torch.where(alive, logprob, 0.0)
+            hit_eos = alive & torch.isin(token, eos_ids)
+            has_eos |= hit_eos
+            finished |= hit_eos
+            if params.stop_strings:
+                finished |= self._completes_stop_string(ids, prompt_len, end, ~finished, params.stop_strings)
+            if finished.all() or step + 1 == params.max_new_tokens:
+                break
+            next_logits = self.model(
+                input_ids=ids[:, end : end + 1],
+                attention_mask=mask[:, : end + 1],
+                position_ids=next_position + step,
+                past_key_values=cache,
+                use_cache=True,
+            ).logits[:, -1]
+        response_end = prompt_len + step + 1
+        return {
+            "prompt_ids": prompts,
+            "prompt_mask": prompt_mask,
+            "response_ids": ids[:, prompt_len:response_end],
+            "response_mask": mask[:, prompt_len:response_end],
+            "sampling_logprobs": logprobs[:, : step + 1],
+            "has_eos": has_eos,
+        }
+
+    def _completes_stop_string(
+        self, ids: torch.Tensor, prompt_len: int, end: int, candidates: torch.Tensor, stop_strings: tuple[str, ...]
+    ) -> torch.Tensor:
+        """(B,) bool: the token at column ``end`` completes a stop string, for ``candidates`` rows only.
+
+        Only the last few response tokens are decoded: a stop string completed earlier would
+        already have finished the row.
+        """
+        window = _TOKENS_PER_CHAR * max(len(s) for s in stop_strings) + 1
+        tails = ids[:, max(prompt_len, end + 1 - window) : end + 1].tolist()
+        hits = [
+            check and any(s in self.decode(tail) for s in stop_strings)
+            for check, tail in zip(candidates.tolist(), tails, strict=True)
+        ]
+        return torch.tensor(hits, dtype=torch.bool, device=ids.device)

@@ -1,0 +1,94 @@
+"""Pure logits processors and the next-token sampler used by the rollout engines.
+
+Order, as in Hugging Face ``generate``: repetition penalty, then (only when sampling)
+temperature, top-k, top-p. Filtered-out tokens get ``-inf`` so that softmax gives them 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alignflow.rollout.base import SamplingParams
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float, previous_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CTRL-style penalty on every token already present in ``previous_ids``.
+
+    logits (B, V); previous_ids (B, L); previous_mask (B, L), 0 on pads (ignored), None = all 1.
+    A present token's logit is divided by ``penalty`` when positive and multiplied when negative,
+    so ``penalty > 1`` always makes it less likely.
+    """
+    if penalty == 1.0:
+        return logits
+    weights = (
+        torch.ones_like(previous_ids, dtype=logits.dtype) if previous_mask is None else previous_mask.to(logits.dtype)
+    )
+    # scatter_add, not scatter: a token seen both as a real token and as a pad must count as present
+    counts = torch.zeros_like(logits).scatter_add_(1, previous_ids, weights)
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(counts > 0, penalized, logits)
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits per row (ties with the k-th are kept); ``k = 0`` = off. logits (B, V)."""
+    if k == 0 or k >= logits.shape[-1]:
+        return logits
+    kth_largest = torch.topk(logits, k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the most likely tokens whose total probability first reaches ``p``.
+
+    logits (B, V). The most likely token is always kept; ``p = 1`` = off.
+    """
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the strictly more likely tokens
+    remove_sorted = mass_before >= p
+    remove = remove_sorted.scatter(1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def process_logits(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    previous_ids: torch.Tensor | None = None,
+    previous_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Next-token logits (B, V) -> the logits actually sampled from, in float32.
+
+    previous_ids/previous_mask (B, L): prompt + response so far, for the repetition penalty.
+    Greedy decoding (``do_sample=False``) skips temperature/top-k/top-p: they cannot change the
+    argmax, and the reported log-prob is then under the temperature-1 distribution.
+    """
+    logits = logits.float()
+    if params.repetition_penalty != 1.0:
+        if previous_ids is None:
+            raise ValueError("repetition_penalty != 1 needs previous_ids")
+        logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty, previous_mask)
+    if not params.do_sample:
+        return logits
+    if params.temperature != 1.0:
+        logits = logits / params.temperature
+    logits = apply_top_k(logits, params.top_k)
+    return apply_top_p(logits, params.top_p)
+
+
+def sample_next_token(
+    processed_logits: torch.Tensor, generator: torch.Generator | None, do_sample: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row. processed_logits (B, V) -> token (B,) long, logprob (B,) float.
+
+    ``logprob`` is the log-softmax of ``processed_logits`` at the chosen token.
+    """
+    logprobs = processed_logits.log_softmax(dim=-1)
+    if do_sample:
+        token = torch.multinomial(logprobs.exp(), num_samples=1, generator=generator).squeeze(1)
+    else:
+        token = logprobs.argmax(dim=-1)
+    return token, logprobs.gather(1, token[:, None]).squeeze(1)

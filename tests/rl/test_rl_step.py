@@ -1,0 +1,108 @@
+"""One controller step end to end on the tiny Llama, and reproducibility of whole runs."""
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+
+from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_ppo
+from alignflow.workers import build_local_workers, response_logprobs
+
+QUIET = Console(quiet=True)
+
+
+def controller(cfg):
+    workers, tokenizer = build_local_workers(cfg, console=QUIET)
+    train, evals = load_prompt_sets(cfg, tokenizer, QUIET)
+    return RLController(cfg, workers, train, evals, console=QUIET), workers
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_one_ppo_step_moves_the_policy_but_not_the_reference(ppo_config, lora):
+    cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=1",
+                     *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else []))
+    ctl, workers = controller(cfg)
+    actor, reference = workers.actor.worker, workers.reference.worker
+    assert (reference.model is actor.model) == lora  # LoRA: adapters disabled, no second copy
+    probe = workers.rollout.generate(ctl.train_prompts.batch([0, 1, 2], [0, 1, 2]), seed=5)
+    ref_before = workers.reference.compute_ref_logprobs(probe)["ref_logprobs"]
+    policy_before = {n: p.detach().clone() for n, p in actor.model.named_parameters()}
+    critic_before = {n: p.detach().clone() for n, p in workers.critic.worker.model.named_parameters()}
+
+    metrics = ctl.train_step()
+
+    changed = [n for n, p in actor.model.named_parameters() if not torch.equal(p, policy_before[n])]
+    assert changed and (all("lora_" in n for n in changed) if lora else len(changed) > 5)
+    assert any(not torch.equal(p, critic_before[n]) for n, p in workers.critic.worker.model.named_parameters())
+    with torch.no_grad():
+        policy_after, _ = response_logprobs(actor.model, probe, cfg.rollout.temperature)
+    ref_after = workers.reference.compute_ref_logprobs(probe)["ref_logprobs"]
+    assert torch.equal(ref_after, ref_before)
+    assert (policy_after - ref_after).abs().max() > 1e-4
+    assert metrics["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the first rollout: policy == reference
+    for key in ("reward/raw_mean", "reward/raw_std", "reward/total_mean", "policy/entropy", "response/length_mean",
+                "response/eos_rate", "actor/clip_fraction", "actor/approx_kl", "critic/value_loss",
+                "critic/vf_clip_fraction", "critic/explained_variance", "advantages/mean", "advantages/std",
+                "perf/tokens_per_s", "time/generate_s", "time/score_s", "time/logprobs_s", "time/values_s",
+                "time/train_s"):
+        assert key in metrics, key
+    assert metrics["rollout/logprob_gap"] < 1e-4  # recomputed log-probs match the sampler's
+
+
+def test_grpo_is_a_config_change_without_a_critic(ppo_config):
+    cfg = ppo_config("algorithm.adv_estimator=grpo", "rollout.n=2", "algorithm.kl_in_reward=false",
+                     "algorithm.kl_loss_coef=0.1", "algorithm.kl_estimator=k3", "train.prompts_per_step=2",
+                     "algorithm.missing_eos_penalty=null")
+    ctl, workers = controller(cfg)
+    assert workers.critic is None
+    metrics = ctl.train_step()
+    assert "actor/kl_loss" in metrics and not any(k.startswith("critic/") for k in metrics)
+
+
+def metric_rows(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(("time", "perf/"))} for r in rows if r["split"] != "alert"]
+
+
+def test_same_seed_same_metrics(ppo_config, tmp_path):
+    train_ppo(ppo_config(out=tmp_path / "a"), QUIET)
+    train_ppo(ppo_config(out=tmp_path / "b"), QUIET)
+    a, b = metric_rows(tmp_path / "a"), metric_rows(tmp_path / "b")
+    assert [(r["step"], r["split"]) for r in a] == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval")]
+    assert a == b
+
+
+def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(ppo_config, tmp_path, monkeypatch):
+    args = ("train.steps=4", "train.save_every=2", "algorithm.kl_controller=adaptive", "algorithm.horizon=100",
+            "algorithm.missing_eos_penalty=null")
+    full = train_ppo(ppo_config(*args, out=tmp_path / "full"), QUIET)
+
+    original = RLController.save_checkpoint
+
+    def save_then_crash(self, keep=2):
+        path = original(self, keep)
+        if self.step == 2:
+            raise KeyboardInterrupt  # like Ctrl-C right after the mid-run checkpoint
+        return path
+
+    monkeypatch.setattr(RLController, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_ppo(ppo_config(*args, out=tmp_path / "part"), QUIET)
+    monkeypatch.setattr(RLController, "save_checkpoint", original)
+    resumed = train_ppo(ppo_config(*args, out=tmp_path / "part"), QUIET)
+    assert [row["step"] for row in resumed.history] == [3, 4]  # continued, did not start over
+    assert [(r["step"], r["split"]) for r in metric_rows(tmp_path / "part")] == [
+        (0, "eval"), (1, "train"), (2, "train"), (3, "train"), (4, "train"), (4, "eval")]
+
+    for role in ("policy", "critic"):
+        a = load_file(tmp_path / "full" / "checkpoints" / "step-000004" / role / "model.safetensors")
+        b = load_file(tmp_path / "part" / "checkpoints" / "step-000004" / role / "model.safetensors")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{role}: {key}")
+    assert resumed.metrics["kl/coef"] == full.metrics["kl/coef"] != 0.05  # adaptive KL state carried over
+    assert resumed.metrics["data/prompts_consumed"] == full.metrics["data/prompts_consumed"] == 16
+    a = {k: v for k, v in full.metrics.items() if not k.startswith(("time", "perf/"))}
+    b = {k: v for k, v in resumed.metrics.items() if not k.startswith(("time", "perf/"))}
+    assert a == b

@@ -142,23 +142,25 @@ def load_policy(
 
 
 def load_reward_model(
-    cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, init_head: bool = True
+    cfg: ModelConfig, *, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A sequence-classification model with one output (the scalar reward) and its tokenizer.
 
     Decoder backbones read the reward at the last real token (transformers finds it through
-    ``pad_token_id``); encoder backbones pool (BERT: the [CLS] pooler). With ``init_head`` the
-    fresh scalar head gets std 1/sqrt(d+1) and bias 0 (Huang et al. 2024, detail 6).
+    ``pad_token_id``); encoder backbones pool (BERT: the [CLS] pooler). A fresh scalar head gets
+    std 1/sqrt(d+1) and bias 0 (Huang et al. 2024, detail 6); a reward-model folder keeps its own
+    head, so training can continue from a trained reward model.
     """
     source = materialize(resolve_model(cfg.name))
     tokenizer = load_tokenizer(source)
     try:
         config = AutoConfig.from_pretrained(source.path, num_labels=1)
+        has_head = any(arch.endswith("ForSequenceClassification") for arch in config.architectures or [])
         model = AutoModelForSequenceClassification.from_pretrained(source.path, config=config, dtype=dtype)
     except OSError as err:
         raise ModelNotFoundError(f"could not load reward model {cfg.name!r} from {source.path!r}: {err}") from err
     model = _prepare(model, tokenizer, cfg)
-    if init_head:
+    if not has_head:
         head = reward_head(model)
         hidden = head.in_features
         nn.init.normal_(head.weight, std=1.0 / (hidden + 1) ** 0.5)

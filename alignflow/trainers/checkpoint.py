@@ -46,9 +46,14 @@ def save_checkpoint(
     # LoRA: the merged folder above is for users; resuming needs the adapter weights themselves.
     trainable = {k: v for k, v in model.state_dict().items() if "lora_" in k} if hasattr(model, "peft_config") else None
     torch.save({**state, "step": step, "lora_state": trainable}, staging / STATE_FILE)
+    return publish_checkpoint(staging, final, keep)
+
+
+def publish_checkpoint(staging: Path, final: Path, keep: int) -> Path:
+    """Rename a completely written checkpoint into place and keep only the newest ``keep``."""
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
-    older = sorted(p for p in root.glob("step-*") if p != final)
+    older = sorted(p for p in final.parent.glob("step-*") if p != final)
     for old in older[: max(len(older) - (keep - 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
     return final

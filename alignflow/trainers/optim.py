@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,18 @@ def set_seed(seed: int) -> None:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None) -> Path:
+    """Create the run folder, record the exact config in it, and fix seeds and threads."""
+    from alignflow.config.loader import dump_config
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    set_seed(seed)
+    set_threads(threads)
+    return out
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

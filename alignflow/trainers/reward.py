@@ -21,7 +21,7 @@ from alignflow.algorithms.preference import (
     preference_metrics,
     reward_centering_loss,
 )
-from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_preferences
@@ -31,7 +31,7 @@ from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_train_val
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.optim import autocast, set_seed, set_threads
+from alignflow.trainers.optim import autocast, start_run
 
 
 @dataclass
@@ -61,11 +61,7 @@ def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
     console = console or Console()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    set_seed(cfg.train.seed)
-    set_threads(cfg.train.threads)
+    out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_reward_model(cfg.model)
     formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)

@@ -42,7 +42,7 @@ from alignflow.algorithms import (
     whiten_rewards,
 )
 from alignflow.batch import Batch
-from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.loader import to_dict
 from alignflow.config.rl import AlgorithmConfig, PPOConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_prompts
@@ -51,10 +51,16 @@ from alignflow.data.types import Message
 from alignflow.reporting.alerts import AlertMonitor
 from alignflow.reporting.curves import plot_rlhf_curves
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
-from alignflow.trainers.checkpoint import STATE_FILE, checkpoint_root, latest_checkpoint, load_checkpoint_state
+from alignflow.trainers.checkpoint import (
+    STATE_FILE,
+    checkpoint_root,
+    latest_checkpoint,
+    load_checkpoint_state,
+    publish_checkpoint,
+)
 from alignflow.trainers.data_setup import load_train_val
 from alignflow.trainers.loop import TrainingError
-from alignflow.trainers.optim import rng_state, set_rng_state, set_seed, set_threads
+from alignflow.trainers.optim import rng_state, set_rng_state, start_run
 from alignflow.workers.base import RLWorkers
 
 CURVES_FILE = "rlhf_training_curves.png"
@@ -342,12 +348,7 @@ class RLController:
         if self.workers.critic is not None:
             self.workers.critic.save_checkpoint(str(staging), {**self.metadata(), "kind": "critic"})
         torch.save(self.controller_state(), staging / STATE_FILE)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        older = sorted(p for p in root.glob("step-*") if p != final)
-        for old in older[: max(len(older) - (keep - 1), 0)]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return publish_checkpoint(staging, final, keep)
 
     def resume(self) -> bool:
         """Continue from the newest complete checkpoint: weights, optimizers, schedules, RNG,
@@ -392,11 +393,7 @@ def train_ppo(cfg: PPOConfig, console: Console | None = None, *, reward_fn=None)
     from alignflow.workers.local import build_local_workers
 
     console = console or Console()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    set_seed(cfg.train.seed)
-    set_threads(cfg.train.threads)
+    out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
     workers, tokenizer = build_local_workers(cfg, reward_fn=reward_fn, console=console)
     train_prompts, eval_prompts = load_prompt_sets(cfg, tokenizer, console)
     logger = MetricsLogger(out, console=console)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.loader import to_dict
 from alignflow.config.schema import SFTConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_sft
@@ -26,7 +26,7 @@ from alignflow.models.forward import labelled_token_nll
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_train_val, report_issues
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.optim import autocast, set_seed, set_threads
+from alignflow.trainers.optim import autocast, start_run
 
 
 @dataclass
@@ -66,11 +66,7 @@ def encode_examples(
 
 def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     console = console or Console()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    set_seed(cfg.train.seed)
-    set_threads(cfg.train.threads)
+    out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_policy(cfg.model)
     formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)

@@ -71,10 +71,9 @@ def resolve_critic_init(choice: str, reward_model_dir: str, policy_tokenizer) ->
 
 def load_critic_model(init: str, model_cfg: ModelConfig, reward_model_dir: str = "") -> tuple[nn.Module, Any, float]:
     """``(model, tokenizer, offset)``: a one-output sequence-classification model, dropout off."""
-    if init == "reward_model":
-        model, tokenizer = load_reward_model(replace(model_cfg, name=str(reward_model_dir)), init_head=False)
-    else:
-        model, tokenizer = load_reward_model(model_cfg, init_head=True)
+    # A reward-model folder brings its trained head; the policy gets a fresh one.
+    name = str(reward_model_dir) if init == "reward_model" else model_cfg.name
+    model, tokenizer = load_reward_model(replace(model_cfg, name=name))
     return model, tokenizer, float(getattr(model.config, OFFSET_KEY, 0.0) or 0.0)
 
 

@@ -42,6 +42,7 @@ class DataConfig:
     train: str = ""  # file, folder or hub name of any supported format
     validation: str | None = None  # when empty, `val_fraction` of `train` is held out by `seed`
     val_fraction: float = 0.1
+    split_seed: int = 0  # fixes the held-out split on its own, so changing train.seed never leaks validation rows
     max_samples: int | None = None  # read at most this many good rows from `train`
     max_length: int = 512  # prompt + response tokens
     max_prompt_length: int = 384  # longer prompts are cut from the left (oldest turns first)

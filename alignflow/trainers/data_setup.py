@@ -21,7 +21,6 @@ def load_train_val(
     data: DataConfig,
     reader: Callable[..., ReadResult[T]],
     *,
-    seed: int,
     output_dir: Path,
     console: Console,
 ) -> tuple[list[T], list[T]]:
@@ -32,7 +31,7 @@ def load_train_val(
         issues += val_read.issues
         train, val = train_read.examples, val_read.examples
     else:
-        train, val = train_val_split(train_read.examples, data.val_fraction, seed)
+        train, val = train_val_split(train_read.examples, data.val_fraction, data.split_seed)
     report_issues(issues, output_dir, console)
     if not train:
         raise ValueError(f"data.train={data.train!r} gave no usable rows ({len(issues)} skipped; see above)")

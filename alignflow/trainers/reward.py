@@ -68,8 +68,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     encoder = PromptResponseEncoder(
         tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
     )
-    train_examples, val_examples = load_train_val(cfg.data, read_preferences, seed=cfg.train.seed,
-                                                  output_dir=out, console=console)
+    train_examples, val_examples = load_train_val(cfg.data, read_preferences, output_dir=out, console=console)
     train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
     val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
     if cfg.train.eval_max_samples:

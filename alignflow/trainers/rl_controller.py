@@ -376,7 +376,7 @@ def load_prompt_sets(cfg: PPOConfig, tokenizer, console: Console) -> tuple[Promp
     encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer, template=cfg.model.chat_template),
                                     max_length=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
                                     max_prompt_length=cfg.data.max_prompt_length)
-    train, val = load_train_val(cfg.data, read_prompts, seed=cfg.train.seed, output_dir=Path(cfg.output_dir),
+    train, val = load_train_val(cfg.data, read_prompts, output_dir=Path(cfg.output_dir),
                                 console=console)
     train_set, cut = encode_prompts(train, encoder)
     eval_set, _ = encode_prompts(val[: cfg.train.eval_prompts], encoder)

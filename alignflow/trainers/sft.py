@@ -73,7 +73,7 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     encoder = PromptResponseEncoder(
         tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
     )
-    train_examples, val_examples = load_train_val(cfg.data, read_sft, seed=cfg.train.seed, output_dir=out,
+    train_examples, val_examples = load_train_val(cfg.data, read_sft, output_dir=out,
                                                   console=console)
     train_rows, train_examples, issues = encode_examples(train_examples, encoder)
     val_rows, _, val_issues = encode_examples(val_examples, encoder)

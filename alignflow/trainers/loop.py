@@ -65,7 +65,8 @@ class LoopResult:
 
 
 LossFn = Callable[[list[int], float], tuple[torch.Tensor, dict[str, float]]]
-"""(example indices of one micro-batch, weight of this micro-batch in the step) -> (loss, metrics)."""
+"""(example indices of one micro-batch, weight of this micro-batch in the step) -> (loss, metrics).
+A ``tokens`` metric (non-padding tokens in the micro-batch) is summed into the step's throughput."""
 
 
 def run_loop(
@@ -118,6 +119,7 @@ def run_loop(
             units = [unit_count(mb) for mb in micro_batches]
             total_units = max(sum(units), 1)
             step_metrics: dict[str, float] = {}
+            tokens = 0  # non-padding tokens processed, summed (not averaged) over micro-batches
             step_start = time.perf_counter()
             for micro, n_units in zip(micro_batches, units):
                 loss, metrics = loss_fn(micro, n_units / total_units)
@@ -130,6 +132,7 @@ def run_loop(
                         f"try a lower train.lr or model.dtype=fp32."
                     )
                 loss.backward()
+                tokens += metrics.pop("tokens", 0)
                 for key, value in metrics.items():
                     step_metrics[key] = step_metrics.get(key, 0.0) + value * n_units / total_units
             grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -139,12 +142,15 @@ def run_loop(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_metrics.update(grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0],
-                                step_time_s=time.perf_counter() - step_start, units=float(total_units))
+                                step_time_s=time.perf_counter() - step_start, units=float(total_units),
+                                tokens=float(tokens))
             window.append(step_metrics)
             done = step + 1
             if done % cfg.log_every == 0 or done == len(plan):
                 averaged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-                averaged["units_per_s"] = sum(m["units"] for m in window) / sum(m["step_time_s"] for m in window)
+                seconds = sum(m["step_time_s"] for m in window)
+                averaged["units_per_s"] = sum(m["units"] for m in window) / seconds
+                averaged["tokens_per_s"] = sum(m["tokens"] for m in window) / seconds
                 logger.log(done, averaged)
                 result.history.append({"step": done, **averaged})
                 result.train_metrics = averaged

@@ -83,7 +83,8 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         if cfg.loss.center_coef:
             loss = loss + reward_centering_loss(chosen, rejected, cfg.loss.center_coef)
         stats = preference_metrics(chosen.detach(), rejected.detach())
-        return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()}}
+        return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
+                               "tokens": int(batch["attention_mask"].sum())}
 
     def score_validation() -> tuple[torch.Tensor, torch.Tensor]:
         chosen, rejected = [], []

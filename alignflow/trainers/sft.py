@@ -91,7 +91,7 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
         with autocast(cfg.model.dtype):
             nll, n_tokens = labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
         loss = nll / max(n_tokens, 1)
-        return loss * weight, {"loss": loss.item()}
+        return loss * weight, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
 
     def evaluate() -> dict[str, float]:
         total, tokens = 0.0, 0

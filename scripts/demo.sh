@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: SFT of SmolLM2-135M-Instruct, then a MiniLM reward model,
-# each on a small real sample, then a look at what the reward model prefers. About 10 minutes on a
+# each on a small real sample. About 10 minutes on a
 # 2-core CPU. Data: ../shared/data when present, else the Hugging Face hub (needs `datasets` and a
 # network), else the small samples shipped in tests/fixtures (enough to see the pipeline run).
 set -euo pipefail
@@ -24,7 +24,8 @@ echo "demo data: $WHERE"
 
 $ALIGNFLOW sft configs/sft.yaml --set output_dir="$RUN/sft" --set data.train="$SFT_DATA" \
   --set data.max_samples=400 --set train.max_steps=30 --set train.eval_every=15 --set train.save_every=15 \
-  --set data.max_length=384 --set data.max_prompt_length=192 --set train.eval_max_samples=32
+  --set train.batch_size=4 --set train.micro_batch_size=4 --set train.grad_accum=1 \
+  --set data.max_length=256 --set data.max_prompt_length=128 --set train.eval_max_samples=32
 $ALIGNFLOW rm train configs/rm.yaml --set output_dir="$RUN/rm" --set data.train="$PAIRS" \
   --set data.max_samples=1200 --set train.eval_every=25
 echo

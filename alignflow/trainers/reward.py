@@ -59,6 +59,22 @@ def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     return scores[:half], scores[half:]
 
 
+def source_name(location: str) -> str:
+    """``.../helpful-base.jsonl.gz:12`` -> ``helpful-base``: the file a row came from."""
+    name = Path(location.rsplit(":", 1)[0]).name
+    return name.split(".", 1)[0] or name
+
+
+def accuracy_by_source(sources: list[str], chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    """Accuracy per source file when validation mixes several (an average can hide a subset below chance)."""
+    names = sorted(set(sources))
+    if len(names) < 2:
+        return {}
+    correct = (chosen > rejected).float()
+    index = torch.tensor([names.index(s) for s in sources])
+    return {f"accuracy/{name}": float(correct[index == i].mean()) for i, name in enumerate(names)}
+
+
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
     console = console or Console()
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
@@ -73,6 +89,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
     if cfg.train.eval_max_samples:
         val_pairs = val_pairs[: cfg.train.eval_max_samples]
+    val_sources = [source_name(e.source) for e in val_examples[: len(val_pairs)]]
     pad = tokenizer.pad_token_id
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -106,6 +123,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
             "calibration_error": float(calibration_error(chosen, rejected)),
             "reward_mean": float(both.mean()),
             "reward_std": float(both.std()),
+            **accuracy_by_source(val_sources, chosen, rejected),
         }
 
     def metadata() -> dict:

@@ -12,7 +12,7 @@ from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import RewardModelScorer
-from alignflow.trainers.reward import collate_pairs, train_reward_model
+from alignflow.trainers.reward import accuracy_by_source, collate_pairs, source_name, train_reward_model
 
 
 def rm_config(model_dir, data, out, *overrides):
@@ -93,3 +93,12 @@ def test_rm_cli_reports_a_bad_config_key(tmp_path, preference_file):
     result = CliRunner().invoke(app, ["rm", "train", str(config)])
     assert result.exit_code == 2
     assert "unknown key 'train.learning_rate'" in result.output
+
+
+def test_accuracy_is_reported_per_source_file():
+    sources = [source_name(f"/data/hh/{name}.jsonl.gz:{i}") for i, name in
+               enumerate(["harmless-base", "harmless-base", "helpful-base", "helpful-base"])]
+    chosen, rejected = torch.tensor([1.0, 0.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 1.0, 1.0])
+    assert accuracy_by_source(sources, chosen, rejected) == {"accuracy/harmless-base": 0.5,
+                                                             "accuracy/helpful-base": 1.0}
+    assert accuracy_by_source(sources[:2], chosen[:2], rejected[:2]) == {}  # one source: nothing to split

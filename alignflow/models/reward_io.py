@@ -69,21 +69,15 @@ class RewardModelScorer:
 
     @torch.no_grad()
     def score(self, prompts: list[list[Message]], responses: list[str]) -> torch.Tensor:
+        from alignflow.data.tokenize import pad_right
         from alignflow.trainers.optim import autocast
 
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self.encoder.encode(p, r).input_ids for p, r in zip(prompts, responses)]
-        pad = self.tokenizer.pad_token_id
         scores = []
         for start in range(0, len(encoded), self.batch_size):
-            rows = encoded[start : start + self.batch_size]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, row in enumerate(rows):
-                ids[i, : len(row)] = torch.tensor(row)
-                mask[i, : len(row)] = 1
+            batch = pad_right(encoded[start : start + self.batch_size], self.tokenizer.pad_token_id)
             with autocast(self.dtype):
-                scores.append(self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float())
+                scores.append(self.model(**batch).logits[:, 0].float())
         return torch.cat(scores) + self.offset if scores else torch.zeros(0)

@@ -25,7 +25,7 @@ from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_preferences
-from alignflow.data.tokenize import Encoded, PromptResponseEncoder
+from alignflow.data.tokenize import Encoded, PromptResponseEncoder, pad_right
 from alignflow.models import load_reward_model
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
@@ -43,14 +43,7 @@ class RewardResult:
 
 def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Chosen rows first, then rejected: (2 * pairs, length), right-padded."""
-    rows = [c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs]
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, ids in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention_mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    return pad_right([c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs], pad_token_id)
 
 
 def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

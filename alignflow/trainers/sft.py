@@ -19,7 +19,7 @@ from alignflow.config.loader import to_dict
 from alignflow.config.schema import SFTConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_sft
-from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder
+from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
 from alignflow.models.forward import labelled_token_nll
@@ -37,16 +37,11 @@ class SFTResult:
 
 def collate_sft(rows: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-padded (batch, length) ids, attention mask and labels (response tokens only)."""
-    width = max(len(r.input_ids) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    batch = pad_right([r.input_ids for r in rows], pad_token_id)
+    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
     for i, row in enumerate(rows):
-        ids = row.input_ids
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention_mask[i, : len(ids)] = 1
-        labels[i, len(row.prompt_ids) : len(ids)] = torch.tensor(row.response_ids)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        labels[i, len(row.prompt_ids) : len(row.input_ids)] = torch.tensor(row.response_ids)
+    return {**batch, "labels": labels}
 
 
 def encode_examples(

@@ -15,9 +15,12 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignflow.config.schema import ModelConfig
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.tokenize import PromptResponseEncoder, pad_right
 from alignflow.data.types import Message
 from alignflow.models.loading import disable_dropout, load_tokenizer, reward_head
 from alignflow.models.saving import plain_model, read_metadata, save_model
+from alignflow.trainers.optim import autocast
 
 OFFSET_KEY = "alignflow_reward_offset"
 
@@ -44,9 +47,6 @@ class RewardModelScorer:
     """Scores (prompt messages, response) pairs with a saved reward-model folder, batched."""
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 16, dtype: str = "bf16") -> None:
-        from alignflow.data.formatting import ChatFormatter
-        from alignflow.data.tokenize import PromptResponseEncoder
-
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir} is not a reward-model folder (no config.json)")
@@ -69,9 +69,6 @@ class RewardModelScorer:
 
     @torch.no_grad()
     def score(self, prompts: list[list[Message]], responses: list[str]) -> torch.Tensor:
-        from alignflow.data.tokenize import pad_right
-        from alignflow.trainers.optim import autocast
-
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         encoded = [self.encoder.encode(p, r).input_ids for p, r in zip(prompts, responses)]

@@ -63,6 +63,12 @@ class LoopResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
+    def summary(self) -> dict[str, float]:
+        """The last train and eval metrics (prefixed), step count and wall time, for ``summary.json``."""
+        return {**{"train_" + k: v for k, v in self.train_metrics.items()},
+                **{"eval_" + k: v for k, v in self.eval_metrics.items()},
+                "steps": self.step, "wall_time_s": self.wall_time_s}
+
 
 LossFn = Callable[[list[int], float], tuple[torch.Tensor, dict[str, float]]]
 """(example indices of one micro-batch, weight of this micro-batch in the step) -> (loss, metrics).

@@ -138,10 +138,8 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,
     )
-    metrics = {"train_" + k: v for k, v in result.train_metrics.items()}
-    metrics.update({"eval_" + k: v for k, v in result.eval_metrics.items()})
-    metrics.update(steps=result.step, wall_time_s=result.wall_time_s, best_step=best["step"],
-                   best_eval_accuracy=best["accuracy"], train_pairs=len(train_pairs), val_pairs=len(val_pairs))
+    metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
+               "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
     offset = -result.eval_metrics.get("reward_mean", 0.0)
     model_dir = save_reward_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics},
                                   offset=offset)

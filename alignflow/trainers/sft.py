@@ -117,10 +117,7 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, logger=logger,
     )
-    metrics = {"train_" + k: v for k, v in result.train_metrics.items()}
-    metrics.update({"eval_" + k: v for k, v in result.eval_metrics.items()})
-    metrics.update({"initial_eval_" + k: v for k, v in initial.items()}, steps=result.step,
-                   wall_time_s=result.wall_time_s)
+    metrics = {**result.summary(), **{"initial_eval_" + k: v for k, v in initial.items()}}
     model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
     (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()

@@ -162,3 +162,29 @@ def dpo_loss(
     chosen_rewards = (beta * chosen_logratio).detach()
     rejected_rewards = (beta * rejected_logratio).detach()
     return losses.mean(), chosen_rewards, rejected_rewards
+
+
+@torch.no_grad()
+def dpo_metrics(
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """What a DPO run is judged by, as batch means of detached ``(batch,)`` inputs.
+
+    ``accuracy``: fraction of pairs whose implicit reward ``beta * (pi - ref)`` is higher for the
+    chosen response (ties half, as in ``preference_metrics``); ``margin``: mean reward gap;
+    ``reward_chosen`` / ``reward_rejected``; ``logp_chosen`` / ``logp_rejected``: the policy's
+    log-probs. Both log-probs falling while the margin grows is DPO's known failure mode
+    (likelihood displacement), which the rewards alone do not show.
+    """
+    stats = preference_metrics(chosen_rewards, rejected_rewards)
+    return {
+        "accuracy": stats["accuracy"],
+        "margin": stats["mean_margin"],
+        "reward_chosen": chosen_rewards.float().mean(),
+        "reward_rejected": rejected_rewards.float().mean(),
+        "logp_chosen": policy_chosen_logps.float().mean(),
+        "logp_rejected": policy_rejected_logps.float().mean(),
+    }

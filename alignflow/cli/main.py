@@ -60,6 +60,15 @@ def sft(config: ConfigArg, overrides: SetOpt = None) -> None:
     _run(train_sft, SFTConfig, config, overrides)
 
 
+@app.command()
+def dpo(config: ConfigArg, overrides: SetOpt = None) -> None:
+    """Direct preference optimisation (DPO, IPO, cDPO) of a policy on preference pairs."""
+    from alignflow.config import DPOConfig
+    from alignflow.trainers.dpo import train_dpo
+
+    _run(train_dpo, DPOConfig, config, overrides)
+
+
 @rm_app.command("train")
 def rm_train(config: ConfigArg, overrides: SetOpt = None) -> None:
     """Train a reward model on preference pairs (Bradley-Terry)."""

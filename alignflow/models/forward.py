@@ -29,6 +29,33 @@ def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     return out.last_hidden_state
 
 
+def labelled_token_logprobs(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    chunk_tokens: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row summed next-token log-probs over labelled positions, and per-row label counts.
+
+    Shapes: ``input_ids``, ``attention_mask``, ``labels``: (batch, length); labels are
+    ``IGNORE_INDEX`` on prompt and padding. Returns ``(batch,)`` fp32 sums (differentiable) and
+    ``(batch,)`` long counts. The output layer sees at most ``chunk_tokens`` labelled positions at
+    a time, so the only vocabulary-wide tensor is one (chunk, vocab) block per chunk.
+    """
+    hidden = last_hidden_state(model, input_ids, attention_mask)
+    _, head = causal_lm_parts(model)
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    rows = keep.nonzero()[:, 0]  # row of each kept position, in the same (row-major) order as hidden[keep]
+    selected = hidden[:, :-1][keep]
+    wanted = targets[keep]
+    sums = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
+    for h, y, r in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens), rows.split(chunk_tokens)):
+        sums = sums.index_add(0, r, -F.cross_entropy(head(h).float(), y, reduction="none"))
+    return sums, keep.sum(-1)
+
+
 def labelled_token_nll(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -38,17 +65,8 @@ def labelled_token_nll(
 ) -> tuple[torch.Tensor, int]:
     """Summed next-token negative log-likelihood over labelled positions, and their count.
 
-    Shapes: ``input_ids``, ``attention_mask``, ``labels``: (batch, length); labels are
-    ``IGNORE_INDEX`` on prompt and padding. Returning the sum (not the mean) lets the caller
-    normalise by the tokens of the whole accumulated batch.
+    Returning the sum (not the mean) lets the caller normalise by the tokens of the whole
+    accumulated batch. Shapes as in ``labelled_token_logprobs``.
     """
-    hidden = last_hidden_state(model, input_ids, attention_mask)
-    _, head = causal_lm_parts(model)
-    targets = labels[:, 1:]
-    keep = targets != IGNORE_INDEX
-    selected = hidden[:, :-1][keep]
-    wanted = targets[keep]
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for h, y in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens)):
-        total = total + F.cross_entropy(head(h).float(), y, reduction="sum")
-    return total, int(keep.sum())
+    logps, counts = labelled_token_logprobs(model, input_ids, attention_mask, labels, chunk_tokens)
+    return -logps.sum(), int(counts.sum())

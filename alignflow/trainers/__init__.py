@@ -1,1 +1,1 @@
-"""Trainers: SFT, reward model (and the shared optimisation loop)."""
+"""Trainers: SFT, reward model, offline DPO (and the shared optimisation loop)."""

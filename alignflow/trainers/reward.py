@@ -32,6 +32,7 @@ from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_train_val
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.optim import autocast, start_run
+from alignflow.trainers.pair_eval import accuracy_by_source, source_name
 
 
 @dataclass
@@ -50,22 +51,6 @@ def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
     half = scores.shape[0] // 2
     return scores[:half], scores[half:]
-
-
-def source_name(location: str) -> str:
-    """``.../helpful-base.jsonl.gz:12`` -> ``helpful-base``: the file a row came from."""
-    name = Path(location.rsplit(":", 1)[0]).name
-    return name.split(".", 1)[0] or name
-
-
-def accuracy_by_source(sources: list[str], chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
-    """Accuracy per source file when validation mixes several (an average can hide a subset below chance)."""
-    names = sorted(set(sources))
-    if len(names) < 2:
-        return {}
-    correct = (chosen > rejected).float()
-    index = torch.tensor([names.index(s) for s in sources])
-    return {f"accuracy/{name}": float(correct[index == i].mean()) for i, name in enumerate(names)}
 
 
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:

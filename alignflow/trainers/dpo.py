@@ -1,0 +1,145 @@
+"""Offline DPO (Rafailov et al. 2023) and its IPO / cDPO variants on preference pairs.
+
+The policy is trained straight from (prompt, chosen, rejected) pairs: no reward model, no
+sampling. Per micro-batch, chosen and rejected run in one forward (see ``dpo_logps``), the
+reference log-probs come from the cache (or the adapters-off LoRA model), and the loss is
+``alignflow.algorithms.dpo_loss``. The shared loop brings resumption, checkpoints, NaN handling,
+evaluation and logging; the best checkpoint by validation implicit-reward accuracy is kept in
+``best/`` beside the final ``model/``. Before the first update policy and reference agree, so
+every implicit reward is 0 (loss log 2 for DPO, accuracy 0.5): no step-0 evaluation is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from alignflow.algorithms.preference import dpo_loss, dpo_metrics
+from alignflow.config.dpo import DPOConfig, DPOLossConfig
+from alignflow.config.loader import to_dict
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.readers import read_preferences
+from alignflow.data.tokenize import PromptResponseEncoder
+from alignflow.models import load_policy, read_metadata, save_model
+from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.trainers.data_setup import load_train_val
+from alignflow.trainers.dpo_logps import (
+    REFERENCE_FILE,
+    AdapterReference,
+    Reference,
+    batched_pair_logps,
+    cached_reference,
+    pair_logps,
+    reference_fingerprint,
+)
+from alignflow.trainers.loop import plan_steps, run_loop
+from alignflow.trainers.optim import start_run
+from alignflow.trainers.pair_eval import accuracy_by_source, source_name
+
+# IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
+LENGTH_AVERAGED = frozenset({"ipo"})
+
+
+@dataclass
+class DPOResult:
+    model_dir: Path
+    best_dir: Path | None
+    metrics: dict[str, float]
+
+
+def dpo_objective(
+    policy: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor, loss: DPOLossConfig
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
+    """Loss, per-pair implicit rewards (chosen, rejected) and metrics from summed log-probs.
+
+    Args: ``policy``, ``reference``: ``(pairs, 2)`` summed response log-probs (chosen, rejected);
+    ``tokens``: ``(pairs, 2)`` response token counts, used by length-averaged losses.
+    """
+    if loss.type in LENGTH_AVERAGED:
+        policy, reference = policy / tokens.clamp_min(1), reference / tokens.clamp_min(1)
+    value, chosen, rejected = dpo_loss(policy[:, 0], policy[:, 1], reference[:, 0], reference[:, 1],
+                                       beta=loss.beta, loss_type=loss.type, label_smoothing=loss.label_smoothing)
+    policy = policy.detach()
+    return value, (chosen, rejected), dpo_metrics(chosen, rejected, policy[:, 0], policy[:, 1])
+
+
+def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
+    console = console or Console()
+    out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
+
+    model, tokenizer = load_policy(cfg.model)
+    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
+    encoder = PromptResponseEncoder(
+        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
+    )
+    train_examples, val_examples = load_train_val(cfg.data, read_preferences, output_dir=out, console=console)
+    train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
+    val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
+    if cfg.train.eval_max_samples:
+        val_pairs = val_pairs[: cfg.train.eval_max_samples]
+    val_sources = [source_name(e.source) for e in val_examples[: len(val_pairs)]]
+    cut = sum(c.truncated_prompt or c.truncated_response or r.truncated_response for c, r in train_pairs)
+    if cut:
+        console.print(f"[yellow]{cut} of {len(train_pairs)} training pairs were truncated to data.max_length[/]")
+    pad, dtype, micro = tokenizer.pad_token_id, cfg.model.dtype, cfg.train.micro_batch_size
+    lengths = [max(len(c.input_ids), len(r.input_ids)) for c, r in train_pairs]
+    splits = {"train": train_pairs, "validation": val_pairs}
+
+    reference: Reference
+    if cfg.loss.reference == "lora":
+        reference = AdapterReference(model, splits, batch_size=micro, pad_token_id=pad, dtype=dtype)
+    else:
+        # Only the pairs this run's step plan visits (the loop draws the same plan from the seed).
+        visited = sorted({i for step in plan_steps(lengths, cfg.train) for mb in step for i in mb})
+        reference = cached_reference(
+            model, splits, {"train": visited, "validation": range(len(val_pairs))}, path=out / REFERENCE_FILE,
+            fingerprint=reference_fingerprint(to_dict(cfg.model), splits), reuse=cfg.resume,
+            batch_size=micro, pad_token_id=pad, dtype=dtype, console=console,
+        )
+
+    def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        pairs = [train_pairs[i] for i in indices]
+        ref = reference.logps("train", indices)
+        policy, tokens = pair_logps(model, pairs, pad, dtype)
+        loss, _, stats = dpo_objective(policy, ref, tokens, cfg.loss)
+        return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
+                               "tokens": sum(len(c.input_ids) + len(r.input_ids) for c, r in pairs)}
+
+    def evaluate() -> dict[str, float]:
+        policy, tokens = batched_pair_logps(model, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype)
+        ref = reference.logps("validation", range(len(val_pairs)))
+        loss, (chosen, rejected), stats = dpo_objective(policy, ref, tokens, cfg.loss)
+        return {"loss": float(loss), **{k: float(v) for k, v in stats.items()},
+                **accuracy_by_source(val_sources, chosen, rejected)}
+
+    def metadata() -> dict:
+        return {"kind": "policy", "trainer": "dpo", "base_model": cfg.model.name, "config": to_dict(cfg)}
+
+    # A resumed run competes with the best checkpoint it already kept.
+    kept = read_metadata(out / "best") if cfg.resume else {}
+    best = {"accuracy": kept.get("metrics", {}).get("accuracy", -1.0), "step": kept.get("step", -1)}
+
+    def keep_best(step: int, metrics: dict[str, float]) -> None:
+        if metrics["accuracy"] > best["accuracy"]:
+            best.update(accuracy=metrics["accuracy"], step=step)
+            save_model(model, tokenizer, out / "best", {**metadata(), "metrics": metrics, "step": step})
+
+    logger = MetricsLogger(out, console=console)
+    result = run_loop(
+        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out, lengths=lengths, loss_fn=loss_fn,
+        unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
+        describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
+        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,
+    )
+    metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
+               "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
+    model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
+    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    logger.close()
+    best_dir = out / "best" if (out / "best").is_dir() else None
+    console.print(f"[bold green]DPO done[/]: policy in {model_dir} (best by validation accuracy: {best_dir})")
+    return DPOResult(model_dir, best_dir, metrics)

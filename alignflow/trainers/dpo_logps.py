@@ -1,0 +1,162 @@
+"""Sequence log-probs of preference pairs, under the policy and under the reference.
+
+A pair's chosen and rejected rows go through the model in one forward (chosen rows first, then
+rejected, right-padded); a response's log-prob is the sum over its own tokens (EOS included,
+prompt and padding masked), with the output layer applied only at those positions. Results are
+``(pairs, 2)`` tensors: column 0 chosen, column 1 rejected.
+
+The reference is either
+
+* ``CachedReference``: the starting policy's log-probs, computed once before the first update and
+  stored in the run folder, keyed by a fingerprint of the model config and the token ids, so a
+  resumed run reads them back instead of recomputing (and never scores with trained weights); or
+* ``AdapterReference``: the LoRA policy with its adapters switched off, run on the fly; that *is*
+  the starting model, so no copy of the weights and no cache are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from rich.console import Console
+
+from alignflow.data.tokenize import Encoded
+from alignflow.models.forward import labelled_token_logprobs
+from alignflow.trainers.optim import autocast
+from alignflow.trainers.sft import collate_sft
+
+Pair = tuple[Encoded, Encoded]
+REFERENCE_FILE = "reference_logps.pt"
+
+
+def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-probs ``(pairs, 2)`` fp32 (differentiable) and response token counts
+    ``(pairs, 2)``, from one forward over the chosen rows stacked on the rejected rows."""
+    # collate_sft labels exactly the response tokens, which is the DPO mask too.
+    batch = collate_sft([c for c, _ in pairs] + [r for _, r in pairs], pad_token_id)
+    with autocast(dtype):
+        sums, counts = labelled_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return sums.view(2, -1).T, counts.view(2, -1).T
+
+
+@torch.no_grad()
+def batched_pair_logps(
+    model, pairs: Sequence[Pair], *, batch_size: int, pad_token_id: int, dtype: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pair_logps`` over many pairs, without gradients and in eval mode, in the order given.
+
+    Pairs are batched shortest first, so a batch pads little; the model's mode is restored.
+    """
+    logps = torch.empty(len(pairs), 2)
+    counts = torch.zeros(len(pairs), 2, dtype=torch.long)
+    order = sorted(range(len(pairs)), key=lambda i: max(len(pairs[i][0].input_ids), len(pairs[i][1].input_ids)))
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            logps[idx], counts[idx] = pair_logps(model, [pairs[i] for i in idx], pad_token_id, dtype)
+    finally:
+        model.train(was_training)
+    return logps, counts
+
+
+class Reference(Protocol):
+    def logps(self, split: str, indices: Sequence[int]) -> torch.Tensor:
+        """Reference log-probs ``(len(indices), 2)`` of the pairs of ``split`` at ``indices``."""
+        ...
+
+
+class CachedReference:
+    """Precomputed reference log-probs per split (``(pairs, 2)``; NaN where a pair was never needed)."""
+
+    def __init__(self, logps: dict[str, torch.Tensor]) -> None:
+        self.splits = logps
+
+    def logps(self, split: str, indices: Sequence[int]) -> torch.Tensor:
+        out = self.splits[split][list(indices)]
+        if torch.isnan(out).any():  # a pair outside the precomputed plan: a bug, not a data problem
+            raise RuntimeError(f"no cached reference log-probs for some {split} pairs {list(indices)[:8]}")
+        return out
+
+
+class AdapterReference:
+    """The LoRA policy with its adapters off, computed on the fly for the requested pairs."""
+
+    def __init__(self, model, pairs: dict[str, Sequence[Pair]], *, batch_size: int, pad_token_id: int,
+                 dtype: str) -> None:
+        if not hasattr(model, "disable_adapter"):
+            raise ValueError("an adapter reference needs a LoRA (peft) model")
+        self.model, self.pairs = model, pairs
+        self.batch_size, self.pad_token_id, self.dtype = batch_size, pad_token_id, dtype
+
+    def logps(self, split: str, indices: Sequence[int]) -> torch.Tensor:
+        with self.model.disable_adapter():
+            logps, _ = batched_pair_logps(self.model, [self.pairs[split][i] for i in indices],
+                                          batch_size=self.batch_size, pad_token_id=self.pad_token_id,
+                                          dtype=self.dtype)
+        return logps
+
+
+def reference_fingerprint(model_config: dict, splits: dict[str, Sequence[Pair]]) -> str:
+    """Changes whenever the model settings or any token id (or prompt/response boundary) does."""
+    digest = hashlib.sha256(json.dumps(model_config, sort_keys=True, default=str).encode())
+    for name in sorted(splits):
+        digest.update(name.encode())
+        for chosen, rejected in splits[name]:
+            digest.update(json.dumps([chosen.prompt_ids, chosen.response_ids, rejected.prompt_ids,
+                                      rejected.response_ids]).encode())
+    return digest.hexdigest()
+
+
+def cached_reference(
+    model,
+    splits: dict[str, Sequence[Pair]],
+    needed: dict[str, Sequence[int]],
+    *,
+    path: Path,
+    fingerprint: str,
+    reuse: bool,
+    batch_size: int,
+    pad_token_id: int,
+    dtype: str,
+    console: Console,
+) -> CachedReference:
+    """Reference log-probs of the ``needed`` pairs of each split, scored by ``model`` as it is now.
+
+    Call this before any update (and before a checkpoint is restored): ``model`` must be the
+    starting policy. With ``reuse``, values stored in ``path`` under the same ``fingerprint`` are
+    read back and only the missing pairs are scored (a resumed run with more steps needs more).
+    """
+    stored: dict[str, torch.Tensor] = {}
+    if reuse and path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == fingerprint:
+            stored = saved["logps"]
+        else:
+            console.print(f"[yellow]{path} was computed for another model or data; recomputing it[/]")
+    logps: dict[str, torch.Tensor] = {}
+    missing_total, started = 0, time.perf_counter()
+    for name, pairs in splits.items():
+        values = stored.get(name, torch.full((len(pairs), 2), float("nan"))).clone()
+        missing = [i for i in needed[name] if torch.isnan(values[i]).any()]
+        if missing:
+            values[missing], _ = batched_pair_logps(model, [pairs[i] for i in missing], batch_size=batch_size,
+                                                    pad_token_id=pad_token_id, dtype=dtype)
+            missing_total += len(missing)
+        logps[name] = values
+    if missing_total:
+        staging = path.with_suffix(".tmp")
+        torch.save({"fingerprint": fingerprint, "logps": logps}, staging)
+        staging.replace(path)  # never a half-written cache
+        console.print(f"reference log-probs of {missing_total} pairs computed in "
+                      f"{time.perf_counter() - started:.0f}s, cached in {path}")
+    else:
+        console.print(f"reference log-probs read from {path}")
+    return CachedReference(logps)

@@ -1,4 +1,4 @@
-"""``alignflow data prepare`` and ``alignflow data explore``."""
+"""``alignflow data prepare`` / ``explore``, and the task writers ``data arithmetic`` / ``data gsm8k``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from alignflow.data.explore import explore, group_issues, render_explore
 from alignflow.data.prepare import SKIPPED_FILE, TRAIN_FILE, VALIDATION_FILE, prepare_dataset
 from alignflow.data.readers import RowCallback
 from alignflow.data.sources import DataError, RawRow
+from alignflow.tasks.prompts import PromptFormat
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -86,6 +87,91 @@ def explore_command(
     except DataError as err:
         _fail(str(err))
     render_explore(report, console)
+
+
+class FewshotStyle(StrEnum):
+    chat = "chat"
+    text = "text"
+
+
+TemplateOpt = Annotated[str | None, typer.Option(
+    help="The user message; {question} is replaced by the problem (a literal \\n is a newline, in every template).")]
+SystemOpt = Annotated[str, typer.Option(help="A system message (empty: none).")]
+FewshotOpt = Annotated[int, typer.Option(min=0, help="Worked examples before each question (kept out of both splits).")]
+FewshotStyleOpt = Annotated[FewshotStyle, typer.Option(
+    help="chat: examples as earlier user/assistant turns; text: pasted above the question.")]
+AnswerTemplateOpt = Annotated[str, typer.Option(
+    help="A worked example's reply; {solution}, {answer} and {question} are replaced.")]
+
+
+@data_app.command("arithmetic")
+def arithmetic_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train.jsonl, test.jsonl, task.json.")],
+    train: Annotated[int, typer.Option(min=0, help="Training problems.")] = 2000,
+    test: Annotated[int, typer.Option(min=0, help="Held-out test problems (none also in train).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the problem stream (the test set depends only on it, "
+                                           "--ops and --test).")] = 0,
+    ops: Annotated[str, typer.Option(help="Operations and operand digits: OP:DIGITS or OP:MIN-MAX, OP in add, "
+                                          "sub, mul, div; repeat an entry to weight it.")] = "add:1-2,sub:1-2,mul:1",
+    template: TemplateOpt = None,
+    system: SystemOpt = "",
+    fewshot: FewshotOpt = 0,
+    fewshot_style: FewshotStyleOpt = FewshotStyle.chat,
+    answer_template: AnswerTemplateOpt = PromptFormat.answer_template,
+) -> None:
+    """Write seeded arithmetic problems as prompt files; score with alignflow.tasks.arithmetic:exact_match."""
+    from alignflow.tasks.arithmetic import DEFAULT_TEMPLATE, write_arithmetic
+
+    fmt = _prompt_format(template or DEFAULT_TEMPLATE, system, answer_template, fewshot_style)
+    try:
+        counts = write_arithmetic(out, train=train, test=test, ops=ops, seed=seed, fewshot=fewshot, fmt=fmt)
+    except ValueError as err:
+        _fail(str(err))
+    _report_task(out, counts)
+
+
+@data_app.command("gsm8k")
+def gsm8k_command(
+    source: Annotated[Path, typer.Argument(help="The GSM8K folder (train.jsonl, test.jsonl).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train.jsonl, test.jsonl, task.json.")],
+    max_train: Annotated[int | None, typer.Option(min=1, help="Keep the first N training problems.")] = None,
+    max_test: Annotated[int | None, typer.Option(min=1, help="Keep the first N test problems.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed that picks the few-shot examples.")] = 0,
+    template: TemplateOpt = None,
+    system: SystemOpt = "",
+    fewshot: FewshotOpt = 0,
+    fewshot_style: FewshotStyleOpt = FewshotStyle.chat,
+    answer_template: AnswerTemplateOpt = PromptFormat.answer_template,
+) -> None:
+    """Write GSM8K as prompt files (reference = the number after ####); score with
+    alignflow.tasks.gsm8k:exact_match."""
+    from alignflow.tasks.gsm8k import write_gsm8k
+
+    fmt = _prompt_format(template or PromptFormat.template, system, answer_template, fewshot_style)
+    try:
+        counts = write_gsm8k(source, out, fewshot=fewshot, seed=seed, max_train=max_train, max_test=max_test,
+                             fmt=fmt)
+    except (DataError, ValueError) as err:
+        _fail(str(err))
+    _report_task(out, counts)
+
+
+def _prompt_format(template: str, system: str, answer_template: str, style: FewshotStyle) -> PromptFormat:
+    def unescape(text: str) -> str:  # a shell passes "\n" as two characters
+        return text.replace("\\n", "\n")
+
+    try:
+        return PromptFormat(template=unescape(template), system=unescape(system),
+                            answer_template=unescape(answer_template), fewshot_style=style.value)
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _report_task(out: Path, counts: dict[str, int]) -> None:
+    console = Console()
+    for name, count in counts.items():
+        console.print(f"{escape(str(out / f'{name}.jsonl'))}: {count} prompts")
+    console.print(f"{escape(str(out / 'task.json'))}: how they were made")
 
 
 def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

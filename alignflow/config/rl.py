@@ -21,6 +21,7 @@ from alignflow.algorithms import (
     get_advantage_estimator,
 )
 from alignflow.config.loader import ConfigError
+from alignflow.config.rewards import RewardSpec, legacy_reward_specs, validate_reward_specs
 from alignflow.config.schema import ModelConfig, TrainConfig
 
 
@@ -142,6 +143,7 @@ class PPOConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the policy (start from an SFT folder)
     reward_model: str = ""  # a folder written by `alignflow rm train` (its model/ or best/)
     reward_function: str = ""  # or a Python reward "package.module:function" (see alignflow.rewards)
+    rewards: list[RewardSpec] = field(default_factory=list)  # or a weighted sum of terms (config/rewards.py)
     data: PromptDataConfig = field(default_factory=PromptDataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -154,6 +156,11 @@ class PPOConfig:
         return self.train.prompts_per_step * self.rollout.n
 
     @property
+    def reward_specs(self) -> list[RewardSpec]:
+        """The job's reward as a list of terms, whichever of the three keys set it."""
+        return self.rewards or legacy_reward_specs(self.reward_model, self.reward_function)
+
+    @property
     def needs_critic(self) -> bool:
         return estimator_needs_critic(self.algorithm.adv_estimator)
 
@@ -162,9 +169,10 @@ class PPOConfig:
             raise ConfigError("data.train must name a prompt dataset (file, folder or hub name)")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
-        if bool(self.reward_model) == bool(self.reward_function):
-            raise ConfigError("set exactly one of reward_model (a reward-model folder) and reward_function "
-                              "(package.module:function)")
+        if sum(map(bool, (self.reward_model, self.reward_function, self.rewards))) != 1:
+            raise ConfigError("set exactly one of reward_model (a reward-model folder), reward_function "
+                              "(package.module:function) and rewards (a list of weighted terms)")
+        validate_reward_specs(self.rewards)
         self._validate_names()
         self._validate_batches()
         algo, rollout = self.algorithm, self.rollout

@@ -6,9 +6,11 @@ A reward function is a plain callable::
 
 ``prompts`` are chat messages (the conversation up to the response), ``responses`` the decoded
 responses (cut after the first EOS, special tokens removed), and ``metadata`` the per-row values
-that travelled with the prompt (``reference`` answers, ``source`` "file:line", ``has_eos``, ...).
+that travelled with the prompt (``reference`` answers, ``source`` "file:line", ``has_eos``,
+``response_length`` in policy tokens, ...).
 A config names one with ``reward_function: package.module:function``; a trained reward model is
-adapted to the same interface by :class:`RewardModelReward`.
+adapted to the same interface by :class:`RewardModelReward`; ``rewards:`` combines several (see
+``alignflow.rewards.build``).
 
 Example (a toy length reward)::
 
@@ -66,12 +68,3 @@ def import_reward_function(spec: str) -> RewardFunction:
     if not callable(target):
         raise ValueError(f"reward_function {spec!r} is not callable")
     return target
-
-
-def build_reward_function(reward_model: str = "", reward_function: str = "", *, dtype: str = "bf16") -> RewardFunction:
-    """The job's reward: a reward-model folder or an imported Python function (exactly one)."""
-    if bool(reward_model) == bool(reward_function):
-        raise ValueError("give exactly one of reward_model and reward_function")
-    if reward_model:
-        return RewardModelReward(reward_model, dtype=dtype)
-    return import_reward_function(reward_function)

@@ -87,7 +87,7 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
                         total_updates=optimizer_updates(cfg), dtype=dtype,
                         loss_norm_const=float(cfg.rollout.max_new_tokens))
     if reward_fn is None:
-        reward_fn = build_reward_function(cfg.reward_model, cfg.reward_function, dtype=dtype)
+        reward_fn = build_reward_function(rewards=cfg.reward_specs, dtype=dtype)
     critic = None
     if cfg.needs_critic:
         init, reason = resolve_critic_init(cfg.algorithm.critic_init, cfg.reward_model, tokenizer)

@@ -26,6 +26,7 @@ class RewardWorker:
                                             skip_special_tokens=True)
         metadata = {k: v for k, v in batch.meta.items() if k not in _NOT_METADATA}
         metadata["has_eos"] = batch["has_eos"].tolist()
+        metadata["response_length"] = mask.sum(-1).tolist()  # policy tokens, for length penalties
         scores = self.reward_fn(batch["prompt"], texts, metadata)
         if len(scores) != len(texts):
             raise ValueError(f"the reward function returned {len(scores)} scores for {len(texts)} responses")

@@ -65,6 +65,7 @@ def test_responses_are_cut_after_the_first_eos_and_unfinished_ones_penalised():
     batch = batch.union(RewardWorker(reward, Tokens()).compute_scores(batch))
     assert seen["responses"] == ["f", "fghi", ""]  # the reward sees the truncated text only
     assert seen["metadata"]["has_eos"] == [True, False, True] and seen["metadata"]["prompt_uid"] == [0, 1, 2]
+    assert seen["metadata"]["response_length"] == [2, 4, 1]  # policy tokens up to and including EOS
 
     logprobs = torch.tensor([[-1.0, -2.0, -3.0, -4.0]] * 3)
     ref_logprobs = logprobs - 0.5  # k1 KL = 0.5 on every token

@@ -9,8 +9,8 @@ An engine turns token-id prompts into a :class:`~alignflow.batch.Batch` with the
     response_mask     (B, R) long   1 on generated tokens up to and including the first EOS
                                     (or the token that completes a stop string), 0 after
     sampling_logprobs (B, R) float  log-prob of each generated token under the distribution it was
-                                    drawn from (after repetition penalty, temperature, top-k,
-                                    top-p); 0 where response_mask is 0
+                                    drawn from (after repetition penalty, no-repeat n-gram ban,
+                                    temperature, top-k, top-p); 0 where response_mask is 0
     has_eos           (B,)   bool   the response ended with an EOS token
 
 ``meta["prompt_index"]`` gives the index of the prompt each row was generated from: with
@@ -42,6 +42,7 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1.0 = off
     repetition_penalty: float = 1.0  # 1.0 = off; CTRL-style (> 1 discourages repeats)
+    no_repeat_ngram_size: int = 0  # 0 = off; n > 0 bans any token that would repeat an n-gram
     do_sample: bool = True  # False = greedy; temperature/top-k/top-p are then ignored
     stop_strings: tuple[str, ...] = ()
     n: int = 1  # samples per prompt
@@ -61,6 +62,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be an int >= 0 (0 = off), got {self.no_repeat_ngram_size!r}")
         if isinstance(self.stop_strings, str):
             raise ValueError(f"stop_strings must be a tuple of strings, got the string {self.stop_strings!r}")
         if any(not isinstance(s, str) or not s for s in self.stop_strings):

@@ -1,7 +1,7 @@
 """Pure logits processors and the next-token sampler used by the rollout engines.
 
-Order, as in Hugging Face ``generate``: repetition penalty, then (only when sampling)
-temperature, top-k, top-p. Filtered-out tokens get ``-inf`` so that softmax gives them 0.
+Order, as in Hugging Face ``generate``: repetition penalty, no-repeat n-gram ban, then (only when
+sampling) temperature, top-k, top-p. Filtered-out tokens get ``-inf`` so that softmax gives them 0.
 """
 
 from __future__ import annotations
@@ -29,6 +29,28 @@ def apply_repetition_penalty(
     counts = torch.zeros_like(logits).scatter_add_(1, previous_ids, weights)
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(counts > 0, penalized, logits)
+
+
+def apply_no_repeat_ngram(
+    logits: torch.Tensor, previous_ids: torch.Tensor, n: int, previous_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Ban (``-inf``) every token that would complete an n-gram already present in ``previous_ids``.
+
+    logits (B, V); previous_ids (B, L); previous_mask (B, L), 0 on pads, None = all 1. As in
+    Hugging Face's ``no_repeat_ngram_size``, the prompt counts; n-grams that touch a pad do not.
+    ``n = 0`` = off; ``n = 1`` bans every token seen so far.
+    """
+    length = previous_ids.shape[1]
+    if n == 0 or length < n:
+        return logits
+    real = torch.ones_like(previous_ids, dtype=torch.bool) if previous_mask is None else previous_mask.bool()
+    windows = previous_ids.unfold(1, n, 1)  # (B, L - n + 1, n): every n-gram
+    complete = real.unfold(1, n, 1).all(-1)
+    context, context_real = previous_ids[:, length - n + 1 :], real[:, length - n + 1 :].all(-1)  # last n-1 tokens
+    match = (windows[:, :, :-1] == context[:, None, :]).all(-1) & complete & context_real[:, None]
+    # scatter_add, not scatter: several windows may name the same banned token.
+    hits = torch.zeros_like(logits).scatter_add_(1, windows[:, :, -1], match.to(logits.dtype))
+    return logits.masked_fill(hits > 0, float("-inf"))
 
 
 def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -62,7 +84,8 @@ def process_logits(
 ) -> torch.Tensor:
     """Next-token logits (B, V) -> the logits actually sampled from, in float32.
 
-    previous_ids/previous_mask (B, L): prompt + response so far, for the repetition penalty.
+    previous_ids/previous_mask (B, L): prompt + response so far, for the repetition penalty and the
+    no-repeat n-gram ban.
     Greedy decoding (``do_sample=False``) skips temperature/top-k/top-p: they cannot change the
     argmax, and the reported log-prob is then under the temperature-1 distribution.
     """
@@ -71,6 +94,10 @@ def process_logits(
         if previous_ids is None:
             raise ValueError("repetition_penalty != 1 needs previous_ids")
         logits = apply_repetition_penalty(logits, previous_ids, params.repetition_penalty, previous_mask)
+    if params.no_repeat_ngram_size:
+        if previous_ids is None:
+            raise ValueError("no_repeat_ngram_size > 0 needs previous_ids")
+        logits = apply_no_repeat_ngram(logits, previous_ids, params.no_repeat_ngram_size, previous_mask)
     if not params.do_sample:
         return logits
     if params.temperature != 1.0:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import tokenizers
 import torch
@@ -61,6 +63,21 @@ def test_greedy_matches_hf_generate(model, prompts):
     assert torch.equal(batch["response_ids"], expected[:, prompt_len:])
     # Guard against a degenerate model that would make the comparison trivial.
     assert len({tuple(row) for row in batch["response_ids"].tolist()}) > 1
+
+
+def test_greedy_with_no_repeat_ngram_matches_hf_generate(model):
+    prompts = [[5, 6, 7, 5, 8], [9, 10, 11, 12, 9]]  # equal lengths: HF counts pads in n-grams, we do not
+    params = SamplingParams(max_new_tokens=40, do_sample=False, no_repeat_ngram_size=2)
+    batch = HFRolloutEngine(model, PAD, eos_token_ids=[1]).generate(prompts, params)
+    expected = model.generate(torch.tensor(prompts), do_sample=False, max_new_tokens=40, no_repeat_ngram_size=2,
+                              pad_token_id=PAD, eos_token_id=1)
+    assert torch.equal(batch["response_ids"], expected[:, 5:])
+    plain = HFRolloutEngine(model, PAD, eos_token_ids=[1]).generate(prompts, replace(params, no_repeat_ngram_size=0))
+    assert not torch.equal(batch["response_ids"], plain["response_ids"])  # the ban changed something
+    for prompt, response, mask in zip(prompts, batch["response_ids"].tolist(), batch["response_mask"].tolist()):
+        row = prompt + [t for t, m in zip(response, mask) if m]
+        bigrams = list(zip(row, row[1:]))
+        assert len(bigrams) == len(set(bigrams))
 
 
 def test_greedy_with_repetition_penalty_matches_hf_generate(model):

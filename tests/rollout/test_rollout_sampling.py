@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import (
     LogitsProcessorList,
+    NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -12,6 +13,7 @@ from transformers.generation.logits_process import (
 
 from alignflow.rollout import SamplingParams
 from alignflow.rollout.sampling import (
+    apply_no_repeat_ngram,
     apply_repetition_penalty,
     apply_top_k,
     apply_top_p,
@@ -57,6 +59,43 @@ def test_repetition_penalty_matches_transformers():
 def test_repetition_penalty_of_one_is_a_no_op():
     logits = random_logits()
     assert apply_repetition_penalty(logits, random_ids(), 1.0) is logits
+
+
+# ----- no-repeat n-gram ban -----------------------------------------------------------------
+
+
+def test_no_repeat_ngram_hand_example():
+    # history 1 2 3 1 2. n=3: the context is (1, 2) and "1 2 3" occurred, so 3 is banned.
+    # n=2: the context is (2,) and "2 3" occurred, so 3 is banned. n=1: every seen token is banned.
+    logits = torch.zeros(1, 6)
+    history = torch.tensor([[1, 2, 3, 1, 2]])
+    assert apply_no_repeat_ngram(logits, history, 3)[0].isinf().nonzero().flatten().tolist() == [3]
+    assert apply_no_repeat_ngram(logits, history, 2)[0].isinf().nonzero().flatten().tolist() == [3]
+    assert apply_no_repeat_ngram(logits, history, 1)[0].isinf().nonzero().flatten().tolist() == [1, 2, 3]
+    assert torch.equal(apply_no_repeat_ngram(logits, history, 0), logits)
+    assert torch.equal(apply_no_repeat_ngram(logits, history, 6), logits)  # no 6-gram yet
+
+
+def test_no_repeat_ngram_ignores_ngrams_that_touch_padding():
+    logits = torch.zeros(1, 6)
+    history, mask = torch.tensor([[0, 4, 0, 4]]), torch.tensor([[0, 1, 1, 1]])  # a left pad, then 4 0 4
+    # The context (4,) was followed by 0 once, so 0 is banned; the pad's "0 4" bans nothing.
+    out = apply_no_repeat_ngram(logits, history, 2, mask)
+    assert out[0].isinf().nonzero().flatten().tolist() == [0]
+    history, mask = torch.tensor([[0, 5]]), torch.tensor([[0, 1]])  # the only trigram context is (pad, 5)
+    assert torch.equal(apply_no_repeat_ngram(logits, history, 3, mask), logits)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_matches_transformers(n):
+    logits, previous = random_logits(rows=8, vocab=12, seed=5), random_ids(rows=8, length=15, vocab=12, seed=6)
+    expected = NoRepeatNGramLogitsProcessor(n)(previous, logits.clone())
+    torch.testing.assert_close(apply_no_repeat_ngram(logits, previous, n), expected)
+
+
+def test_no_repeat_ngram_without_history_is_an_error():
+    with pytest.raises(ValueError, match="previous_ids"):
+        process_logits(random_logits(), SamplingParams(no_repeat_ngram_size=2))
 
 
 # ----- top-k / top-p ------------------------------------------------------------------------
@@ -181,6 +220,7 @@ def test_default_params_are_valid():
         ({"top_p": 0.0}, "top_p"),
         ({"top_p": 1.5}, "top_p"),
         ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
         ({"stop_strings": "###"}, "stop_strings"),
         ({"stop_strings": ("",)}, "stop_strings"),
         ({"n": 0}, "n "),

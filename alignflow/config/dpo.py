@@ -46,6 +46,7 @@ class DPOConfig:
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
 
     def validate(self) -> None:
+        self.model.validate()
         self.data.validate()
         self.train.validate()
         self.loss.validate()

@@ -165,6 +165,7 @@ class PPOConfig:
         return estimator_needs_critic(self.algorithm.adv_estimator)
 
     def validate(self) -> None:
+        self.model.validate()
         if not self.data.train:
             raise ConfigError("data.train must name a prompt dataset (file, folder or hub name)")
         if not 0.0 <= self.data.val_fraction < 1.0:

@@ -34,7 +34,22 @@ class ModelConfig:
     disable_dropout: bool = True
     # auto: the tokenizer's own chat template when it has one, else a plain Human:/Assistant: template.
     chat_template: Literal["auto", "chat", "plain"] = "auto"
+    # Keep only the first N transformer blocks (null = all). A reward model reads a preference
+    # signal from the middle of a small LM about as well as from its top, at a fraction of the cost.
+    num_layers: int | None = None
+    # Freeze the embeddings and the first K blocks: backward stops at block K, so training costs
+    # only the top blocks' backward pass (0 = train everything; K = all blocks: a linear probe).
+    freeze_layers: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def validate(self) -> None:
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers must be >= 1 (or null for all), got {self.num_layers}")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"model.freeze_layers must be >= 0, got {self.freeze_layers}")
+        if self.num_layers is not None and self.freeze_layers > self.num_layers:
+            raise ConfigError(f"model.freeze_layers ({self.freeze_layers}) must be at most model.num_layers "
+                              f"({self.num_layers})")
 
 
 @dataclass
@@ -103,6 +118,7 @@ class SFTConfig:
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
 
     def validate(self) -> None:
+        self.model.validate()
         self.data.validate()
         self.train.validate()
 
@@ -123,5 +139,6 @@ class RewardConfig:
     resume: bool = True
 
     def validate(self) -> None:
+        self.model.validate()
         self.data.validate()
         self.train.validate()

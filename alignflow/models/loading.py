@@ -111,7 +111,47 @@ def disable_dropout(model: nn.Module) -> None:
             setattr(model.config, key, 0.0)
 
 
+def transformer_blocks(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks (Llama ``layers``, BERT ``layer``, GPT-2 ``h``): the ModuleList
+    whose length is the config's ``num_hidden_layers``."""
+    count = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"cannot find the {count} transformer blocks of {type(model).__name__}")
+
+
+def keep_first_layers(model: PreTrainedModel, num_layers: int) -> None:
+    """Drop every block above ``num_layers``; the saved config says so, so plain HF loads the result."""
+    blocks = transformer_blocks(model)
+    if num_layers > len(blocks):
+        raise ValueError(f"model.num_layers={num_layers} but the model has only {len(blocks)} layers")
+    del blocks[num_layers:]
+    model.config.num_hidden_layers = num_layers
+    if isinstance(getattr(model.config, "layer_types", None), list):  # per-layer attention kinds (Llama, ...)
+        model.config.layer_types = model.config.layer_types[:num_layers]
+
+
+def freeze_lower_layers(model: PreTrainedModel, count: int) -> None:
+    """No gradients for the embeddings and the first ``count`` blocks (autograd then stops there)."""
+    blocks = transformer_blocks(model)
+    if count > len(blocks):
+        raise ValueError(f"model.freeze_layers={count} but the model has only {len(blocks)} layers")
+    # BERT-style models keep position embeddings and a LayerNorm beside the token embeddings.
+    embeddings = [m for name, m in model.named_modules() if name.endswith("embeddings")]
+    for module in [model.get_input_embeddings(), *embeddings, *blocks[:count]]:
+        for param in module.parameters():
+            param.requires_grad_(False)
+    if getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
+        raise ValueError("model.freeze_layers would also freeze the tied output embeddings of this model; "
+                         "use it for reward models (their head is untied) or set model.freeze_layers=0")
+
+
 def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: ModelConfig) -> PreTrainedModel:
+    if cfg.num_layers is not None:
+        keep_first_layers(model, cfg.num_layers)
+    if cfg.freeze_layers:
+        freeze_lower_layers(model, cfg.freeze_layers)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -96,3 +96,31 @@ def test_embedded_aliases_resolve_when_installed():
             pytest.skip(f"{package} is not installed")
         source = resolve_model(alias)
         assert source.is_local and source.alias == alias
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bert_dir"])
+def test_truncated_and_partly_frozen_reward_model_saves_as_plain_hf(fixture, request, tmp_path):
+    path = request.getfixturevalue(fixture)
+    full = AutoModelForSequenceClassification.from_pretrained(path).config.num_hidden_layers
+    model, tokenizer = load_reward_model(ModelConfig(name=str(path), num_layers=1, freeze_layers=1, dtype="fp32"))
+    assert model.config.num_hidden_layers == 1 < full
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("layers.0." not in n and "layer.0." not in n and "embed" not in n for n in trainable)
+    # The frozen part gets no gradient; the head does.
+    ids = torch.tensor([[5, 6, 7, 8]])
+    model(input_ids=ids).logits.sum().backward()
+    assert model.get_input_embeddings().weight.grad is None and reward_head(model).weight.grad is not None
+    save_model(model, tokenizer, tmp_path / "rm")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    assert reloaded.config.num_hidden_layers == 1
+    model.eval()
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_layer_options_are_validated():
+    from alignflow.config import ConfigError, RewardConfig, load_config
+
+    with pytest.raises(ConfigError, match="model.freeze_layers"):
+        load_config(RewardConfig, None, ["data.train=x", "model.num_layers=2", "model.freeze_layers=3"])
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        load_config(RewardConfig, None, ["data.train=x", "model.num_layers=0"])

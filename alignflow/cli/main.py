@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 
 from alignflow.cli.data_cmd import data_app
+from alignflow.cli.eval_cmd import register as register_eval_command
 from alignflow.cli.rl_cmd import register as register_rl_commands
+from alignflow.cli.run_cmd import register as register_run_commands
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -113,6 +115,8 @@ def rm_score(
 
 app.add_typer(data_app, name="data")
 register_rl_commands(app)
+register_eval_command(app)
+register_run_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -120,13 +120,20 @@ class ResponseGenerator:
                 batch = self.engine.generate([ids[i] for i in chunk], batch_params)
             yield chunk, batch
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[Generation]:
-        """``len(prompts) * params.n`` responses in prompt order (a prompt's samples consecutive)."""
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, on_batch: Callable[[int], None] | None = None
+    ) -> list[Generation]:
+        """``len(prompts) * params.n`` responses in prompt order (a prompt's samples consecutive).
+
+        ``on_batch(k)`` is called after each batch with its number of prompts (progress bars).
+        """
         rows: dict[int, list[Generation]] = {}
         for chunk, batch in self.generate_batches(prompts, params):
             for generation in self.decode(batch, params.stop_strings):
                 index = chunk[generation.prompt_index]  # the engine numbers prompts within the batch
                 rows.setdefault(index, []).append(replace(generation, prompt_index=index))
+            if on_batch is not None:
+                on_batch(len(chunk))
         return [g for index in range(len(prompts)) for g in rows[index]]
 
     def decode(self, batch: Batch, stop_strings: Sequence[str] = ()) -> list[Generation]:

@@ -1,0 +1,102 @@
+"""The pipeline config: which stages ``alignflow run`` runs, each with its own job config.
+
+A run folder holds one sub-folder per stage (``sft/``, ``rm/``, ``ppo/``, ``eval/``...); every
+stage's ``output_dir`` is set to it, whatever the section says. A string ``@stage`` anywhere in a
+section names the model that an earlier stage wrote (``@sft`` -> ``<run>/sft/model``, ``@rm`` ->
+the reward model's best checkpoint), so a YAML file wires the dataflow without repeating paths::
+
+    stages: [sft, rm, ppo, eval]
+    ppo:
+      model: {name: "@sft"}
+      reward_model: "@rm"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from alignflow.config.dpo import DPOConfig
+from alignflow.config.eval import EvalConfig
+from alignflow.config.loader import ConfigError
+from alignflow.config.rl import PPOConfig
+from alignflow.config.schema import RewardConfig, SFTConfig
+
+# Stage name -> its job. RL stages share PPOConfig: GRPO / RLOO are PPOConfig with another estimator.
+STAGE_KINDS = {"sft": "sft", "rm": "rm", "judge_rm": "rm", "dpo": "dpo", "ppo": "rl", "grpo": "rl", "rloo": "rl",
+               "eval": "eval"}
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/run"
+    stages: list[str] = field(default_factory=lambda: ["sft", "rm", "ppo", "eval"])  # run in this order
+    sft: SFTConfig | None = None
+    rm: RewardConfig | None = None  # the proxy reward model that RL optimises
+    judge_rm: RewardConfig | None = None  # an independent judge: another backbone or a disjoint data split
+    dpo: DPOConfig | None = None
+    ppo: PPOConfig | None = None
+    grpo: PPOConfig | None = None
+    rloo: PPOConfig | None = None
+    eval: EvalConfig | None = None
+
+    def section(self, stage: str) -> Any:
+        return getattr(self, stage)
+
+    def validate(self) -> None:
+        if not self.stages:
+            raise ConfigError("stages must list at least one stage")
+        done: list[str] = []
+        for stage in self.stages:
+            if stage not in STAGE_KINDS:
+                raise ConfigError(f"stages: unknown stage {stage!r}; valid stages: {', '.join(STAGE_KINDS)}")
+            if stage in done:
+                raise ConfigError(f"stages: {stage!r} is listed twice")
+            section = self.section(stage)
+            if section is None:
+                raise ConfigError(f"stages lists {stage!r} but the config has no {stage}: section")
+            for key, ref in stage_references(section):
+                if ref not in done:
+                    raise ConfigError(f"{stage}.{key}: '@{ref}' must name a stage listed before {stage!r} "
+                                      f"(stages: {self.stages})")
+            try:
+                section.validate()
+            except ConfigError as err:
+                raise ConfigError(f"{stage}: {err}") from None
+            done.append(stage)
+
+
+def _walk_strings(node: Any, prefix: str = ""):
+    """(dotted key, value) for every string inside a config dataclass, list or dict."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _walk_strings(getattr(node, f.name), f"{prefix}{f.name}.")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk_strings(value, f"{prefix}{key}.")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _walk_strings(value, f"{prefix.rstrip('.')}[{i}].")
+    elif isinstance(node, str):
+        yield prefix.rstrip("."), node
+
+
+def stage_references(section: Any) -> list[tuple[str, str]]:
+    """(key, stage) for every ``@stage`` value in a section (``@`` followed by a stage name)."""
+    return [(key, value[1:]) for key, value in _walk_strings(section)
+            if value.startswith("@") and value[1:] in STAGE_KINDS]
+
+
+def resolve_references(node: Any, outputs: dict[str, str]) -> Any:
+    """A copy of ``node`` with every ``@stage`` string replaced by that stage's output path."""
+    if dataclasses.is_dataclass(node):
+        return dataclasses.replace(node, **{f.name: resolve_references(getattr(node, f.name), outputs)
+                                            for f in dataclasses.fields(node) if f.init})
+    if isinstance(node, dict):
+        return {key: resolve_references(value, outputs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve_references(value, outputs) for value in node]
+    if isinstance(node, str) and node.startswith("@") and node[1:] in outputs:
+        return outputs[node[1:]]
+    return node

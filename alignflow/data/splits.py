@@ -10,7 +10,9 @@ T = TypeVar("T")
 
 
 def train_val_split(examples: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
-    """Split ``examples`` into ``(train, validation)``, each in the original order.
+    """Split ``examples`` into ``(train, validation)``: train in the original order, validation in
+    a seeded random order, so that any prefix of it (``eval_max_samples``, ``eval_prompts``) is a
+    random sample of every source rather than the first file's rows.
 
     The same seed always picks the same rows (``random.Random`` seeded with an int does not depend
     on the Python hash seed). Validation gets at least one example whenever ``val_fraction > 0``
@@ -26,5 +28,5 @@ def train_val_split(examples: Sequence[T], val_fraction: float, seed: int) -> tu
     random.Random(seed).shuffle(order)
     val_indices = set(order[:val_count])
     train = [example for index, example in enumerate(examples) if index not in val_indices]
-    val = [example for index, example in enumerate(examples) if index in val_indices]
+    val = [examples[index] for index in order[:val_count]]
     return train, val

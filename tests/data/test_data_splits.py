@@ -15,7 +15,14 @@ def test_same_seed_same_split_and_different_seed_different_split():
     assert (train, val) == train_val_split(items, 0.1, seed=3)
     assert val != train_val_split(items, 0.1, seed=4)[1]
     assert len(val) == 10 and sorted(train + val) == items
-    assert train == sorted(train) and val == sorted(val)  # original order kept
+    assert train == sorted(train)  # original order kept
+    assert val != sorted(val)  # shuffled: a prefix of validation is a random sample, not the first file
+
+
+def test_a_validation_prefix_mixes_sources():
+    rows = ["a"] * 50 + ["b"] * 50  # two files, read one after the other
+    _, val = train_val_split(rows, 0.2, seed=0)
+    assert {"a", "b"} <= set(val[:8])
 
 
 def test_split_does_not_depend_on_the_python_hash_seed():

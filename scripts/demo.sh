@@ -1,32 +1,35 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: SFT of SmolLM2-135M-Instruct, then a MiniLM reward model,
-# each on a small real sample. About 10 minutes on a
+# The main job on the embedded defaults: `alignflow run configs/quickstart.yaml` (a proxy and a judge
+# reward model, DPO of SmolLM2-135M-Instruct, then an evaluation report), about 15 minutes on a
 # 2-core CPU. Data: ../shared/data when present, else the Hugging Face hub (needs `datasets` and a
-# network), else the small samples shipped in tests/fixtures (enough to see the pipeline run).
+# network), else the small samples shipped in tests/fixtures (enough to see the pipeline run, not
+# to learn anything). Extra arguments go to `alignflow run`, e.g. --set dpo.train.max_steps=48.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ALIGNFLOW=".venv/bin/alignflow"
-RUN="${RUN_DIR:-runs/demo}"
+RUN="${RUN_DIR:-runs/quickstart}"
 SHARED="../shared/data"
 
 if [ -d "$SHARED/hh-rlhf" ]; then
-  PAIRS="$SHARED/hh-rlhf"; SFT_DATA="$SHARED/lima/lima.json"; WHERE="../shared/data"
+  WHERE="../shared/data (Anthropic HH-RLHF helpful subsets, red-team prompts, XSTest)"
+  DATA=()
 elif .venv/bin/python -c "import datasets" 2>/dev/null && .venv/bin/python - <<'PY' 2>/dev/null
 import urllib.request; urllib.request.urlopen("https://huggingface.co", timeout=5)
 PY
 then
-  PAIRS="Anthropic/hh-rlhf:test"; SFT_DATA="Anthropic/hh-rlhf:test"; WHERE="the Hugging Face hub"
+  WHERE="the Hugging Face hub (Anthropic/hh-rlhf: train split for the proxy RM and DPO, test split for the judge)"
+  DATA=(--set rm.data.train=Anthropic/hh-rlhf:train --set judge_rm.data.train=Anthropic/hh-rlhf:test
+        --set dpo.data.train=Anthropic/hh-rlhf:train --set eval.prompts.source=Anthropic/hh-rlhf:train
+        --set eval.probes.red_team.path= --set eval.probes.xstest.path=)
 else
-  PAIRS="tests/fixtures/data/preference.jsonl"; SFT_DATA="tests/fixtures/data/sft.jsonl"
-  WHERE="the small fixtures shipped in tests/fixtures (install alignflow[hub] for real data)"
+  F=tests/fixtures/data
+  WHERE="the small fixtures in tests/fixtures (install alignflow[hub] and a network, or ../shared/data, for real data)"
+  DATA=(--set rm.data.train=$F/preference.jsonl --set judge_rm.data.train=$F/hh_small.jsonl.gz
+        --set dpo.data.train=$F/hh_small.jsonl.gz --set eval.prompts.source=$F/prompts.jsonl
+        --set eval.prompts.held_out=false --set eval.probes.red_team.path= --set eval.probes.xstest.path=)
 fi
-echo "demo data: $WHERE"
+echo "quickstart data: $WHERE"
 
-$ALIGNFLOW sft configs/sft.yaml --set output_dir="$RUN/sft" --set data.train="$SFT_DATA" \
-  --set data.max_samples=400 --set train.max_steps=30 --set train.eval_every=15 --set train.save_every=15 \
-  --set train.batch_size=4 --set train.micro_batch_size=4 --set train.grad_accum=1 \
-  --set data.max_length=256 --set data.max_prompt_length=128 --set train.eval_max_samples=32
-$ALIGNFLOW rm train configs/rm.yaml --set output_dir="$RUN/rm" --set data.train="$PAIRS" \
-  --set data.max_samples=1200 --set train.eval_every=25
+$ALIGNFLOW run configs/quickstart.yaml --set output_dir="$RUN" "${DATA[@]}" "$@"
 echo
-echo "demo done: SFT policy in $RUN/sft/model, reward model in $RUN/rm/model (summaries: */summary.json)"
+echo "quickstart done: report in $RUN/eval/report.html (metrics: $RUN/eval/metrics.json, stages: $RUN/summary.json)"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from alignflow.cli.common import ConfigArg, SetOpt, console, fail, quiet_libraries, run_job
 from alignflow.cli.data_cmd import data_app
 from alignflow.cli.eval_cmd import register as register_eval_command
 from alignflow.cli.rl_cmd import register as register_rl_commands
@@ -21,36 +21,6 @@ app = typer.Typer(help="Align language models with human feedback: SFT, reward m
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 rm_app = typer.Typer(help="Reward models: train on preference pairs, score responses.", no_args_is_help=True)
 app.add_typer(rm_app, name="rm")
-console = Console()
-
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", exists=True, dir_okay=False)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: key.sub=value.")]
-
-
-def _quiet_libraries() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
-    raise typer.Exit(code=2)
-
-
-def _run(job, config_cls, config: Path, overrides: list[str] | None):
-    from alignflow.config import ConfigError, load_config
-    from alignflow.data.sources import DataError
-    from alignflow.models import ModelNotFoundError
-    from alignflow.trainers.loop import TrainingError
-
-    _quiet_libraries()
-    try:
-        cfg = load_config(config_cls, config, overrides)
-        return job(cfg, console=console)
-    except (ConfigError, DataError, ModelNotFoundError, TrainingError, ValueError) as err:
-        _fail(err)
 
 
 @app.command()
@@ -59,7 +29,7 @@ def sft(config: ConfigArg, overrides: SetOpt = None) -> None:
     from alignflow.config import SFTConfig
     from alignflow.trainers.sft import train_sft
 
-    _run(train_sft, SFTConfig, config, overrides)
+    run_job(train_sft, SFTConfig, config, overrides)
 
 
 @app.command()
@@ -68,7 +38,7 @@ def dpo(config: ConfigArg, overrides: SetOpt = None) -> None:
     from alignflow.config import DPOConfig
     from alignflow.trainers.dpo import train_dpo
 
-    _run(train_dpo, DPOConfig, config, overrides)
+    run_job(train_dpo, DPOConfig, config, overrides)
 
 
 @rm_app.command("train")
@@ -77,7 +47,7 @@ def rm_train(config: ConfigArg, overrides: SetOpt = None) -> None:
     from alignflow.config import RewardConfig
     from alignflow.trainers.reward import train_reward_model
 
-    _run(train_reward_model, RewardConfig, config, overrides)
+    run_job(train_reward_model, RewardConfig, config, overrides)
 
 
 @rm_app.command("score")
@@ -92,15 +62,15 @@ def rm_score(
     from alignflow.models.reward_io import RewardModelScorer
     from alignflow.trainers.data_setup import report_issues
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         scorer = RewardModelScorer(model_dir, batch_size=batch_size)
         read = read_sft(data)
     except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+        fail(err)
     report_issues(read.issues, (out.parent if out else Path(".")), console)
     if not read.examples:
-        _fail(ValueError(f"{data}: no usable rows"))
+        fail(ValueError(f"{data}: no usable rows"))
     scores = scorer.score([e.prompt for e in read.examples], [e.response for e in read.examples])
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,16 +5,58 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
 
-from alignflow.config.schema import DataConfig
+from alignflow.config.schema import DataConfig, ModelConfig, TrainConfig
+from alignflow.data.formatting import ChatFormatter
+from alignflow.data.readers import read_preferences
 from alignflow.data.splits import train_val_split
-from alignflow.data.types import ReadResult, RowIssue
+from alignflow.data.tokenize import Encoded, PromptResponseEncoder
+from alignflow.data.types import PreferenceExample, ReadResult, RowIssue
 
 T = TypeVar("T")
+Pair = tuple[Encoded, Encoded]
+
+
+def make_encoder(tokenizer, model: ModelConfig, data: DataConfig) -> PromptResponseEncoder:
+    """The job's tokenizer + chat template under its length budget."""
+    formatter = ChatFormatter(tokenizer, template=model.chat_template)
+    return PromptResponseEncoder(tokenizer, formatter, max_length=data.max_length,
+                                 max_prompt_length=data.max_prompt_length)
+
+
+@dataclass
+class PreferencePairs:
+    """Encoded train/validation pairs of a preference job (reward model, DPO)."""
+
+    train_examples: list[PreferenceExample]
+    train: list[Pair]
+    validation: list[Pair]
+    validation_sources: list[str]  # the source file of each validation pair, for per-file accuracy
+
+    @property
+    def train_lengths(self) -> list[int]:
+        return [max(len(c.input_ids), len(r.input_ids)) for c, r in self.train]
+
+
+def load_preference_pairs(data: DataConfig, train: TrainConfig, encoder: PromptResponseEncoder, *,
+                          output_dir: Path, console: Console) -> PreferencePairs:
+    from alignflow.trainers.pair_eval import source_name
+
+    train_examples, val_examples = load_train_val(data, read_preferences, output_dir=output_dir, console=console)
+    train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
+    val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
+    if train.eval_max_samples:
+        val_pairs = val_pairs[: train.eval_max_samples]
+    cut = sum(c.truncated_prompt or c.truncated_response or r.truncated_response for c, r in train_pairs)
+    if cut:
+        console.print(f"[yellow]{cut} of {len(train_pairs)} training pairs were truncated to data.max_length[/]")
+    return PreferencePairs(train_examples, train_pairs, val_pairs,
+                           [source_name(e.source) for e in val_examples[: len(val_pairs)]])
 
 
 def load_train_val(

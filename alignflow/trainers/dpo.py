@@ -21,12 +21,9 @@ from rich.console import Console
 from alignflow.algorithms.preference import dpo_loss, dpo_metrics
 from alignflow.config.dpo import DPOConfig, DPOLossConfig
 from alignflow.config.loader import to_dict
-from alignflow.data.formatting import ChatFormatter
-from alignflow.data.readers import read_preferences
-from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.models import load_policy, read_metadata, save_model
 from alignflow.reporting.metrics_logger import MetricsLogger
-from alignflow.trainers.data_setup import load_train_val
+from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.dpo_logps import (
     REFERENCE_FILE,
     AdapterReference,
@@ -38,7 +35,7 @@ from alignflow.trainers.dpo_logps import (
 )
 from alignflow.trainers.loop import plan_steps, run_loop
 from alignflow.trainers.optim import start_run
-from alignflow.trainers.pair_eval import accuracy_by_source, source_name
+from alignflow.trainers.pair_eval import accuracy_by_source
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})
@@ -72,21 +69,12 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_policy(cfg.model)
-    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
-    encoder = PromptResponseEncoder(
-        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
-    )
-    train_examples, val_examples = load_train_val(cfg.data, read_preferences, output_dir=out, console=console)
-    train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
-    val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
-    if cfg.train.eval_max_samples:
-        val_pairs = val_pairs[: cfg.train.eval_max_samples]
-    val_sources = [source_name(e.source) for e in val_examples[: len(val_pairs)]]
-    cut = sum(c.truncated_prompt or c.truncated_response or r.truncated_response for c, r in train_pairs)
-    if cut:
-        console.print(f"[yellow]{cut} of {len(train_pairs)} training pairs were truncated to data.max_length[/]")
+    encoder = make_encoder(tokenizer, cfg.model, cfg.data)
+    pairs = load_preference_pairs(cfg.data, cfg.train, encoder, output_dir=out, console=console)
+    train_examples, train_pairs, val_pairs, val_sources = (
+        pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad, dtype, micro = tokenizer.pad_token_id, cfg.model.dtype, cfg.train.micro_batch_size
-    lengths = [max(len(c.input_ids), len(r.input_ids)) for c, r in train_pairs]
+    lengths = pairs.train_lengths
     splits = {"train": train_pairs, "validation": val_pairs}
 
     reference: Reference

@@ -23,16 +23,14 @@ from alignflow.algorithms.preference import (
 )
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
-from alignflow.data.formatting import ChatFormatter
-from alignflow.data.readers import read_preferences
-from alignflow.data.tokenize import Encoded, PromptResponseEncoder, pad_right
+from alignflow.data.tokenize import Encoded, pad_right
 from alignflow.models import load_reward_model
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
-from alignflow.trainers.data_setup import load_train_val
+from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.optim import autocast, start_run
-from alignflow.trainers.pair_eval import accuracy_by_source, source_name
+from alignflow.trainers.pair_eval import accuracy_by_source
 
 
 @dataclass
@@ -58,16 +56,10 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_reward_model(cfg.model)
-    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
-    encoder = PromptResponseEncoder(
-        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
-    )
-    train_examples, val_examples = load_train_val(cfg.data, read_preferences, output_dir=out, console=console)
-    train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
-    val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
-    if cfg.train.eval_max_samples:
-        val_pairs = val_pairs[: cfg.train.eval_max_samples]
-    val_sources = [source_name(e.source) for e in val_examples[: len(val_pairs)]]
+    encoder = make_encoder(tokenizer, cfg.model, cfg.data)
+    pairs = load_preference_pairs(cfg.data, cfg.train, encoder, output_dir=out, console=console)
+    train_examples, train_pairs, val_pairs, val_sources = (
+        pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad = tokenizer.pad_token_id
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -118,7 +110,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     logger = MetricsLogger(out, console=console)
     result = run_loop(
         model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
-        lengths=[max(len(c.input_ids), len(r.input_ids)) for c, r in train_pairs], loss_fn=loss_fn,
+        lengths=pairs.train_lengths, loss_fn=loss_fn,
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,

@@ -17,14 +17,13 @@ from rich.console import Console
 
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import SFTConfig
-from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_sft
 from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
 from alignflow.models.forward import labelled_token_nll
 from alignflow.reporting.metrics_logger import MetricsLogger
-from alignflow.trainers.data_setup import load_train_val, report_issues
+from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.optim import autocast, start_run
 
@@ -64,10 +63,7 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_policy(cfg.model)
-    formatter = ChatFormatter(tokenizer, template=cfg.model.chat_template)
-    encoder = PromptResponseEncoder(
-        tokenizer, formatter, max_length=cfg.data.max_length, max_prompt_length=cfg.data.max_prompt_length
-    )
+    encoder = make_encoder(tokenizer, cfg.model, cfg.data)
     train_examples, val_examples = load_train_val(cfg.data, read_sft, output_dir=out,
                                                   console=console)
     train_rows, train_examples, issues = encode_examples(train_examples, encoder)

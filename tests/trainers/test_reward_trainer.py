@@ -12,7 +12,8 @@ from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import RewardModelScorer
-from alignflow.trainers.reward import accuracy_by_source, collate_pairs, source_name, train_reward_model
+from alignflow.trainers.pair_eval import accuracy_by_source, source_name
+from alignflow.trainers.reward import collate_pairs, train_reward_model
 
 
 def rm_config(model_dir, data, out, *overrides):

@@ -34,7 +34,9 @@ class Comparison:
     """One model against the reference (win rates count ties as half a win)."""
 
     proxy: WinRate
+    proxy_shift: Estimate  # mean of (model - reference) proxy reward over the same prompts [paired CI]
     judge: WinRate | None = None  # by the judge reward model
+    judge_shift: Estimate | None = None
     lc_proxy: LengthControlledWinRate | None = None
     lc_judge: LengthControlledWinRate | None = None
     llm_judge: JudgeResult | None = None
@@ -70,15 +72,22 @@ def compare(model: ModelEval, reference: ModelEval, boot: BootstrapConfig) -> Co
     kw = _boot(boot)
     a, b = model.main, reference.main
     words_a, words_b = _words(a), _words(b)
-    comparison = Comparison(win_rate(a.proxy, b.proxy, **kw),
+    comparison = Comparison(win_rate(a.proxy, b.proxy, **kw), reward_shift(a.proxy, b.proxy, boot),
                             lc_proxy=length_controlled_win_rate(a.proxy, b.proxy, words_a, words_b, **kw))
     if a.judge is not None and b.judge is not None:
         comparison.judge = win_rate(a.judge, b.judge, **kw)
+        comparison.judge_shift = reward_shift(a.judge, b.judge, boot)
         comparison.lc_judge = length_controlled_win_rate(a.judge, b.judge, words_a, words_b, **kw)
     for name, responses in model.categories.items():
         if name in reference.categories:
             comparison.categories[name] = win_rate(responses.proxy, reference.categories[name].proxy, **kw)
     return comparison
+
+
+def reward_shift(model: list[float], reference: list[float], boot: BootstrapConfig) -> Estimate:
+    """The paired reward shift: per-prompt differences resampled together, so prompt difficulty
+    (most of the spread of either model's rewards) cancels out of the interval."""
+    return mean_ci([m - r for m, r in zip(model, reference, strict=True)], **_boot(boot))
 
 
 def llm_judge_comparisons(

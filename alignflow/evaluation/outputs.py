@@ -28,6 +28,7 @@ def model_metrics(model: ModelEval, stats: ModelStats, comparison: Comparison | 
     entry: dict[str, Any] = {
         "path": model.path, "kind": model.kind, "n": s.n, "seconds": round(model.seconds, 2),
         "proxy_reward": _plain(stats.proxy), "judge_reward": _plain(stats.judge),
+        "reward_shift": {"proxy": None, "judge": None},  # vs the reference, paired over prompts
         "win_rate": {"proxy": None, "judge": None, "llm_judge": None},
         "lc_win_rate": {"proxy": None, "judge": None},
         "llm_judge": None,
@@ -47,6 +48,7 @@ def model_metrics(model: ModelEval, stats: ModelStats, comparison: Comparison | 
         entry["probes"]["truthfulqa"] = {"accuracy": _plain(t.accuracy), "chance": t.chance,
                                          "normalize": t.normalize, "n": len(t.picks)}
     if comparison is not None:
+        entry["reward_shift"].update(proxy=_plain(comparison.proxy_shift), judge=_plain(comparison.judge_shift))
         entry["win_rate"].update(proxy=_plain(comparison.proxy), judge=_plain(comparison.judge))
         entry["lc_win_rate"].update(proxy=_plain(comparison.lc_proxy), judge=_plain(comparison.lc_judge))
     if llm is not None:
@@ -98,6 +100,8 @@ def flat_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     for name, m in metrics["models"].items():
         values = {
             "proxy_reward": _value(m["proxy_reward"]), "judge_reward": _value(m["judge_reward"]),
+            "reward_shift_proxy": _value(m["reward_shift"]["proxy"]),
+            "reward_shift_judge": _value(m["reward_shift"]["judge"]),
             "win_rate_proxy": _value(m["win_rate"]["proxy"]), "win_rate_judge": _value(m["win_rate"]["judge"]),
             "win_rate_llm_judge": _value(m["win_rate"]["llm_judge"]),
             "lc_win_rate_proxy": _value(m["lc_win_rate"]["proxy"]), "kl": _value((m["kl"] or {}).get("value")),

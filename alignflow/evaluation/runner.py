@@ -205,12 +205,18 @@ def _prompt_info(cfg: EvalConfig, inputs: EvalInputs) -> dict[str, Any]:
 
 def _print_summary(console: Console, metrics: dict[str, Any], files: dict[str, Path]) -> None:
     table = Table(title="evaluation", show_lines=False)
-    for column in ("model", "proxy reward", "win (proxy)", "KL", "length", "EOS"):
+    for column in ("model", "proxy reward", "proxy shift [CI]", "judge shift [CI]", "win (proxy)", "KL", "length",
+                   "EOS"):
         table.add_column(column, justify="left" if column == "model" else "right")
+
+    def shift(estimate: dict | None) -> str:
+        return f"{estimate['value']:+.3f} [{estimate['low']:+.3f}, {estimate['high']:+.3f}]" if estimate else "-"
+
     for name, m in metrics["models"].items():
         win = m["win_rate"]["proxy"]
         kl = (m["kl"] or {}).get("value")
-        table.add_row(escape(name), f"{m['proxy_reward']['value']:.3f}", f"{win['value']:.0%}" if win else "ref",
+        table.add_row(escape(name), f"{m['proxy_reward']['value']:.3f}", shift(m["reward_shift"]["proxy"]),
+                      shift(m["reward_shift"]["judge"]), f"{win['value']:.0%}" if win else "ref",
                       f"{kl['value']:.2f}" if kl else "-", f"{m['length']['mean']:.1f}", f"{m['eos_rate']:.0%}")
     console.print(table)
     for alert in metrics["alerts"]:

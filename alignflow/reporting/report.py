@@ -109,6 +109,10 @@ def _columns() -> list[Column]:
     return [
         ("proxy reward", "mean score of the proxy reward model [CI]", lambda m: m["proxy_reward"], est),
         ("judge reward", "mean score of the independent judge reward model [CI]", lambda m: m["judge_reward"], est),
+        ("proxy shift", "proxy reward minus the reference's on the same prompts [paired CI]",
+         lambda m: m["reward_shift"]["proxy"], est),
+        ("judge shift", "judge reward minus the reference's on the same prompts [paired CI]",
+         lambda m: m["reward_shift"]["judge"], est),
         ("win (proxy)", "win rate over the reference by the proxy RM, ties half [CI]",
          lambda m: m["win_rate"]["proxy"], pct_est),
         ("win (judge)", "win rate over the reference by the judge RM [CI]", lambda m: m["win_rate"]["judge"], pct_est),

@@ -54,9 +54,14 @@ def test_metrics_cover_every_model_and_probe(eval_run):
         assert e["n"] == 6 and e["low"] <= e["value"] <= e["high"] and m["judge_reward"]["n"] == 6
         assert 0 <= m["distinct_2"] <= 1 and m["length"]["mean"] > 0
     assert ref["win_rate"] == {"proxy": None, "judge": None, "llm_judge": None} and ref["kl"] is None
+    assert ref["reward_shift"] == {"proxy": None, "judge": None}
     for m in (bon, pol):
         assert 0 <= m["win_rate"]["proxy"]["value"] <= 1 and m["win_rate"]["judge"] is not None
         assert m["lc_win_rate"]["proxy"]["raw_win_rate"] == pytest.approx(m["win_rate"]["proxy"]["value"])
+        # The paired shift is the difference of the means, with its own (paired) interval.
+        shift = m["reward_shift"]["proxy"]
+        assert shift["value"] == pytest.approx(m["proxy_reward"]["value"] - ref["proxy_reward"]["value"], abs=1e-6)
+        assert shift["low"] <= shift["value"] <= shift["high"] and m["reward_shift"]["judge"] is not None
     assert math.isfinite(pol["kl"]["value"]["value"]) and pol["kl"]["value"]["n"] == 6
     assert bon["kl"] is None and bon["kl_bound"] == pytest.approx(math.log(2) - 0.5)
     for m in (ref, pol):

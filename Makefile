@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned here (a local CPU build on our machines), not in pyproject, so GPU users keep a loose range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo clean bench bench-smoke browser-deps
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,22 @@ test: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+# Optional: headless Chromium for tests/evaluation/test_report_browser.py, which skips without it (Debian/Ubuntu).
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+
+# alignflow vs TRL side by side (bench/README.md): sets up bench/.venv-trl, runs every case, writes a table.
+# Extra flags: make bench BENCH_ARGS="--cases sft,dpo --scale 2 --repeats 5"
+BENCH_ARGS ?=
+
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-smoke: setup
+	$(PY) bench/run.py --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,120 @@
+"""What the alignflow case scripts share (runs in alignflow's .venv): configs built from the case flags.
+
+Variant ``default`` is alignflow's default precision (bf16 autocast over fp32 master weights, no
+gradient checkpointing); ``fp32`` sets ``model.dtype: fp32``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from benchlib import METER, data_file
+from rich.console import Console
+
+CONSOLE = Console(stderr=True)
+
+
+def dtype(args: argparse.Namespace) -> str:
+    if args.variant not in ("default", "fp32", "bf16"):
+        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32)")
+    return "fp32" if args.variant == "fp32" else "bf16"
+
+
+def model_config(args: argparse.Namespace):
+    from alignflow.config.schema import ModelConfig
+
+    return ModelConfig(name=args.model, dtype=dtype(args))
+
+
+def data_config(args: argparse.Namespace, name: str, rows: int):
+    """All ``rows`` rows train (no validation split, so no evaluation runs)."""
+    from alignflow.config.schema import DataConfig
+
+    return DataConfig(train=data_file(args, name), val_fraction=0.0, max_samples=rows, max_length=args.max_length,
+                      max_prompt_length=args.max_length - 1)
+
+
+def train_config(args: argparse.Namespace, batch: int):
+    """``batch`` rows per optimizer step in one micro-batch, constant LR, no evaluation, no
+    intermediate checkpoints, one log line at the end."""
+    from alignflow.config.schema import TrainConfig
+
+    steps = args.warmup + args.steps
+    return TrainConfig(seed=args.seed, lr=args.lr, batch_size=batch, micro_batch_size=batch, grad_accum=1,
+                       max_steps=steps, warmup_ratio=0.0, scheduler="constant", eval_every=0, save_every=0,
+                       log_every=steps, threads=args.threads)
+
+
+def settings(args: argparse.Namespace, **extra) -> dict:
+    import torch
+    import transformers
+
+    import alignflow
+
+    return {"alignflow": getattr(alignflow, "__version__", "?"), "transformers": transformers.__version__,
+            "torch": torch.__version__, "dtype": dtype(args), "gradient_checkpointing": False,
+            "batch": args.batch, "lr": args.lr, "threads": torch.get_num_threads(), **extra}  # extra may set batch
+
+
+def start(args: argparse.Namespace) -> None:
+    METER.install_token_counter(args.model)
+    METER.install_optimizer_clock()
+
+
+def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_per_step: int,
+           missing_eos_penalty: float | None) -> dict:
+    """Build alignflow's local workers and controller and time ``train_step()`` (one RL iteration:
+    generate, score, reference + behaviour log-probs, [values], advantages, update)."""
+    from alignflow.config.rl import PPOConfig, PPOTrainConfig, PromptDataConfig, RolloutConfig
+    from alignflow.trainers.optim import start_run
+    from alignflow.trainers.rl_controller import RLController, load_prompt_sets
+    from alignflow.workers.local import build_local_workers
+
+    steps = args.warmup + args.steps
+    rows = prompts_per_step * n
+    algorithm.missing_eos_penalty = missing_eos_penalty
+    cfg = PPOConfig(
+        output_dir=args.workdir, model=model_config(args), reward_function="benchlib:alignflow_length_reward",
+        data=PromptDataConfig(train=data_file(args, "prompts.jsonl"), val_fraction=0.0,
+                              max_samples=2 * prompts_per_step * steps, max_prompt_length=args.max_length),
+        rollout=RolloutConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, n=n),
+        algorithm=algorithm,
+        # One optimizer step per iteration over the whole batch, as TRL's GRPO/RLOO with
+        # gradient_accumulation_steps=1 and num_iterations=1.
+        train=PPOTrainConfig(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=1, mini_batch_size=rows,
+                             micro_batch_size=rows, actor_lr=args.lr, critic_lr=args.lr, schedule="constant",
+                             eval_prompts=0, seed=args.seed, threads=args.threads),
+        resume=False,
+    )
+    cfg.validate()
+    METER.install_token_counter(args.model)
+    start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
+    workers, tokenizer = build_local_workers(cfg, console=CONSOLE)
+    train_prompts, eval_prompts = load_prompt_sets(cfg, tokenizer, CONSOLE)
+    controller = RLController(cfg, workers, train_prompts, eval_prompts, console=CONSOLE)
+    for _ in range(steps):
+        controller.train_step()
+        METER.mark()
+    return {"rows": rows, "settings": settings(args, batch=rows, n=n, prompts_per_step=prompts_per_step,
+                                                  adv_estimator=cfg.algorithm.adv_estimator,
+                                                  kl_in_reward=cfg.algorithm.kl_in_reward,
+                                                  kl_coef=cfg.algorithm.kl_coef,
+                                                  kl_loss_coef=cfg.algorithm.kl_loss_coef,
+                                                  ppo_epochs=1, max_new_tokens=args.max_new_tokens,
+                                                  temperature=args.temperature, critic=cfg.needs_critic)}
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn):
+        def timed(*a, **k):
+            started = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed

@@ -1,0 +1,40 @@
+"""alignflow's HFRolloutEngine on the same prompt batch (token ids) as the plain HF ``generate`` case.
+
+EOS is ignored in both (the engine gets no EOS ids), so every row decodes exactly
+--max-new-tokens tokens; sampling at --temperature, no top-k / top-p. Variant ``default``: bf16
+autocast, as alignflow's rollout worker runs it by default; ``fp32``: no autocast.
+"""
+
+import benchlib
+from benchlib import METER, data_file, emit, read_jsonl
+
+args = benchlib.case_args(__doc__)
+
+import torch  # noqa: E402
+from af_common import model_config  # noqa: E402
+
+from alignflow.models import load_policy  # noqa: E402
+from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
+from alignflow.trainers.optim import autocast  # noqa: E402
+
+rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
+prompt_ids = [r["prompt_ids"] for r in rows]
+cfg = model_config(args)
+model, tokenizer = load_policy(cfg)
+engine = HFRolloutEngine(model, pad_token_id=tokenizer.pad_token_id, eos_token_ids=())
+params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, do_sample=True)
+
+METER.install_token_counter(args.model)
+torch.manual_seed(args.seed)
+for _ in range(args.warmup + args.steps):
+    with autocast(cfg.dtype):
+        out = engine.generate(prompt_ids, params)
+    new = int(out["response_mask"].sum())
+    if new != len(rows) * args.max_new_tokens:
+        raise SystemExit(f"the engine returned {new} tokens, expected {len(rows)} x {args.max_new_tokens}")
+    METER.generated_tokens += new
+    METER.mark()
+emit(args, case="generate", framework="alignflow", samples_per_step=len(rows),
+     window=METER.window(args.warmup, args.steps), tokens_key="generated_tokens",
+     settings={"batch": len(rows), "prompt_tokens": sum(map(len, prompt_ids)), "max_new_tokens": args.max_new_tokens,
+               "temperature": args.temperature, "autocast_bf16": cfg.dtype == "bf16", "torch": torch.__version__})

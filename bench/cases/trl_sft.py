@@ -1,0 +1,22 @@
+"""SFT with TRL's SFTTrainer: prompt-completion chat rows, loss on the completion only."""
+
+import benchlib
+from benchlib import METER, data_file, emit, read_jsonl
+
+args = benchlib.case_args(__doc__)
+
+from datasets import Dataset  # noqa: E402
+from trl import SFTConfig, SFTTrainer  # noqa: E402
+from trl_common import load_causal_lm, load_tokenizer, settings, start, training_kwargs  # noqa: E402
+
+rows = read_jsonl(data_file(args, "sft.jsonl"), limit=args.batch * (args.warmup + args.steps))
+dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion"]}]}
+                             for r in rows])
+tokenizer = load_tokenizer(args.model)
+model = load_causal_lm(args.model, tokenizer)
+config = SFTConfig(**training_kwargs(args, batch=args.batch), max_length=args.max_length, packing=False)
+start(args.model)
+trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+trainer.train()
+emit(args, case="sft", framework="trl", samples_per_step=args.batch,
+     window=METER.window(args.warmup, args.steps), settings=settings(trainer))

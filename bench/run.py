@@ -1,0 +1,493 @@
+"""alignflow vs TRL, side by side: one command sets up, runs every case in both and writes a table.
+
+    .venv/bin/python bench/run.py            # or: make bench
+    .venv/bin/python bench/run.py --smoke    # seconds per case: checks that every script works
+
+Steps: (1) create ``bench/.venv-trl`` (torch pinned like alignflow's, TRL from
+``bench/requirements-trl.txt``) unless it is already there; (2) write the shared data once
+(``bench/cases/prepare_data.py``); (3) measure the matmul peak (``bench/cases/peak.py``); (4) for
+each case and repeat, run alignflow then each peer variant, each in its own process with the
+same thread count (a, t, t, a, t, t, ...); (5) print and write a markdown table of medians and
+ratios. See bench/README.md for what every column means. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CASES_DIR = BENCH / "cases"
+TRL_VENV = BENCH / ".venv-trl"
+TRL_REQUIREMENTS = BENCH / "requirements-trl.txt"
+RESULT_PREFIX = "BENCH_RESULT "
+MIB = 1024  # ru_maxrss is in KiB on Linux
+
+# Per case: rows per step (batch; RL: prompts x group), measured steps at --scale 1, the model-FLOP
+# multiplier k (FLOPs = k * non-embedding params * tokens, see README), the peer case and how the
+# peer runs. Smoke sizes are tiny; the numbers they print mean nothing.
+CASES: dict[str, dict] = {
+    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2)),
+    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1)),
+    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1)),
+    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf"),
+    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
+    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
+    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
+}
+LEARNING_RATES = {"sft": 2e-5, "rm": 1e-5, "dpo": 1e-6, "grpo": 1e-6, "rloo": 1e-6, "ppo": 1e-6, "generate": 1e-6}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="alignflow vs TRL benchmark (see bench/README.md)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, 1 warm-up + 1 step, 1 repeat: checks the scripts")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma list from {','.join(CASES)}")
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the measured steps of every case")
+    p.add_argument("--repeats", type=int, default=None, help="processes per framework variant (default 3; smoke 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads in every process (default 2; smoke 1)")
+    p.add_argument("--warmup", type=int, default=1, help="steps before the clock starts (>= 1)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 256; smoke 128)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
+    p.add_argument("--alignflow-variants", default="default", help="comma list: default (bf16 autocast), fp32")
+    p.add_argument("--trl-variants", default="default,fp32", help="comma list: default (TRL's), fp32")
+    p.add_argument("--hf-variants", default="default,bf16", help="plain HF generate: default (fp32), bf16")
+    p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
+    p.add_argument("--source", default=str(ROOT.parent / "shared/data/hh-rlhf/helpful-base.jsonl.gz"))
+    p.add_argument("--out", default=str(BENCH / "out"), help="results folder (a time-stamped run folder inside)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds per process (default 1800; smoke 180)")
+    p.add_argument("--skip-setup", action="store_true", help="do not create or check bench/.venv-trl")
+    p.add_argument("--alignflow-python", default=str(ROOT / ".venv/bin/python"))
+    args = p.parse_args()
+    smoke = args.smoke
+    args.repeats = args.repeats or (1 if smoke else 3)
+    args.threads = args.threads or (1 if smoke else 2)
+    args.max_length = args.max_length or (128 if smoke else 256)
+    args.max_new_tokens = args.max_new_tokens or (8 if smoke else 64)
+    args.timeout = args.timeout or (180 if smoke else 1800)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    if args.warmup < 1:
+        p.error("--warmup must be >= 1 (the clock starts at the end of a warm-up step)")
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_checked(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(map(str, cmd)))
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def torch_pin() -> str:
+    """The torch pin of the Makefile (``TORCH_PIN ?= torch==...``), so both venvs run the same build."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.replace(" ", "").startswith("TORCH_PIN?="):
+            return line.split("=", 1)[1].strip().lstrip("=").strip() or "torch==2.13.0"
+    return "torch==2.13.0"
+
+
+def setup_trl_venv() -> Path:
+    """``bench/.venv-trl``: torch pinned first (a CPU build here), then the pinned TRL stack."""
+    python = TRL_VENV / "bin/python"
+    marker = TRL_VENV / ".bench-installed"
+    wanted = torch_pin() + "\n" + TRL_REQUIREMENTS.read_text()
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    log(f"setting up {TRL_VENV} ({torch_pin()}, {TRL_REQUIREMENTS.name})")
+    if not python.exists():
+        run_checked([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(TRL_VENV)])
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    run_checked([*pip, "--upgrade", "pip"])
+    run_checked([*pip, torch_pin()])
+    run_checked([*pip, "-r", str(TRL_REQUIREMENTS)])
+    marker.write_text(wanted)
+    return python
+
+
+def default_model(alignflow_python: str) -> str:
+    """alignflow's smollm2-135m-instruct alias as a plain HF folder (converted from GGUF once)."""
+    code = ("from alignflow.models.loading import materialize; from alignflow.models.registry import resolve_model; "
+            "print(materialize(resolve_model('smollm2-135m-instruct')).path)")
+    out = subprocess.run([alignflow_python, "-c", code], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def prepare_data(args: argparse.Namespace, env: dict) -> Path:
+    rows = 2 * max(spec["batch"] * spec.get("group", 1) * (args.warmup + steps_of(args, case))
+                   for case, spec in sizes(args).items())
+    rows = max(rows, 64)
+    prompt_budget = args.max_length - args.max_new_tokens if args.max_length > 2 * args.max_new_tokens else \
+        args.max_length // 2
+    folder = BENCH / ".data" / f"L{args.max_length}-P{prompt_budget}-N{rows}"
+    if not (folder / "meta.json").is_file():
+        run_checked([args.alignflow_python, str(CASES_DIR / "prepare_data.py"), "--source", args.source,
+                     "--model", args.model, "--out", str(folder), "--max-length", str(args.max_length),
+                     "--max-prompt-length", str(prompt_budget), "--rows", str(rows)], env=env,
+                    stdout=subprocess.DEVNULL)
+    return folder
+
+
+def sizes(args: argparse.Namespace) -> dict[str, dict]:
+    out = {}
+    for case in args.cases:
+        spec = {k: v for k, v in CASES[case].items() if k != "smoke"}
+        if args.smoke:
+            spec.update(CASES[case]["smoke"])
+        out[case] = spec
+    return out
+
+
+def steps_of(args: argparse.Namespace, case: str) -> int:
+    return 1 if args.smoke else max(1, round(CASES[case]["steps"] * args.scale))
+
+
+def child_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[key] = str(threads)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               WANDB_DISABLED="true", HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+# ----------------------------------------------------------------------------- running one process
+
+
+def run_process(cmd: list[str], log_path: Path, env: dict, timeout: int) -> tuple[int, int, float]:
+    """Run ``cmd`` in its own process group, output to ``log_path``; returns (exit code, peak RSS KiB
+    of that child from ``wait4``, wall seconds). A process past ``timeout`` is killed (its group)."""
+    started = time.perf_counter()
+    with open(log_path, "w") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return proc.returncode, usage.ru_maxrss, time.perf_counter() - started
+            if time.perf_counter() - started > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                fh.write(f"\n[bench] killed after {timeout}s\n")
+                return 124, usage.ru_maxrss, time.perf_counter() - started
+            time.sleep(0.2)
+
+
+def read_result(log_path: Path) -> dict | None:
+    result = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX):])
+    return result
+
+
+def tail(log_path: Path, lines: int = 12) -> str:
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Per case, the (framework, variant, script) runs of one repeat, alignflow first."""
+    af = [v for v in args.alignflow_variants.split(",") if v]
+    trl = [v for v in args.trl_variants.split(",") if v]
+    hf = [v for v in args.hf_variants.split(",") if v]
+    out = []
+    for case in args.cases:
+        peer = CASES[case].get("peer", "trl")
+        runs = [("alignflow", v, f"alignflow_{case}.py") for v in af]
+        if peer == "trl":
+            runs += [("trl", v, f"trl_{case}.py") for v in trl]
+        elif peer == "hf":
+            runs += [("hf", v, "hf_generate.py") for v in hf]
+        out.append((case, runs))
+    return out
+
+
+def interleave(runs: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """alignflow and peer processes alternate within every repeat: a, t1, t2 (or a1, t1, a2, t2)."""
+    af = [r for r in runs if r[0] == "alignflow"]
+    peers = [r for r in runs if r[0] != "alignflow"]
+    order = []
+    for i in range(max(len(af), len(peers))):
+        order += af[i : i + 1] + peers[i : i + 1]
+    return order
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def derive(result: dict, k: int, params: int) -> dict:
+    """Rates of one run: tokens/s, samples/s, generated tokens/s, model FLOP/s (k * N * tokens)."""
+    s = result["seconds"]
+    tokens = result[result.get("tokens_key", "tokens")]
+    flop_tokens = result["forward_tokens"] if result["case"] == "generate" else result["tokens"]
+    return {"tokens_per_s": tokens / s, "samples_per_s": result["samples"] / s,
+            "gen_tokens_per_s": result["generated_tokens"] / s if result["generated_tokens"] else None,
+            "flops_per_s": k * params * flop_tokens / s, "rss_mib": result["maxrss_kib"] / MIB,
+            "process_rss_mib": result["process_maxrss_kib"] / MIB}
+
+
+def median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(results: list[dict], meta: dict) -> dict:
+    """(case, framework, variant) -> medians over repeats."""
+    params = meta["params_non_embedding"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["case"], r["framework"], r["variant"]), []).append(r)
+    summary = {}
+    for key, runs in groups.items():
+        rates = [derive(r, CASES[key[0]]["k"], params) for r in runs]
+        summary[key] = {name: median([x[name] for x in rates]) for name in rates[0]}
+        summary[key].update(runs=len(runs), seconds=median([r["seconds"] for r in runs]), steps=runs[0]["steps"],
+                            tokens_per_s_all=[x["tokens_per_s"] for x in rates], settings=runs[0]["settings"])
+    return summary
+
+
+def peer_of(summary: dict, case: str) -> tuple | None:
+    """The faster peer variant (by median tokens/s; generated tokens/s for generate)."""
+    compare = CASES[case].get("compare_with", case)
+    peers = [k for k in summary if k[0] == compare and k[1] != "alignflow"]
+    return max(peers, key=lambda k: summary[k]["tokens_per_s"]) if peers else None
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "–"
+
+
+def markdown(args, summary: dict, peaks: list[dict], meta: dict, header: dict, failures: list[str]) -> str:
+    fp32 = max(p["fp32_flops"] for p in peaks)
+    bf16 = max(p["bf16_flops"] for p in peaks)
+
+    def flops_cell(row: dict | None) -> str:
+        if row is None or row["flops_per_s"] is None:
+            return "–"
+        f = row["flops_per_s"]
+        return f"{f / 1e9:.1f} ({100 * f / fp32:.0f}% / {100 * f / bf16:.0f}%)"
+
+    lines = [f"# alignflow vs TRL benchmark{' (SMOKE: sizes too small to mean anything)' if args.smoke else ''}", ""]
+    lines += [f"- {k}: {v}" for k, v in header.items()]
+    each = ", ".join(f"{p['when']} {p['fp32_flops'] / 1e9:.1f} / {p['bf16_flops'] / 1e9:.1f}" for p in peaks)
+    lines += [f"- matmul peak ({peaks[0]['n']}x{peaks[0]['n']} torch.mm, {peaks[0]['threads']} threads, best of the "
+              f"{len(peaks)} measurements): fp32 {fp32 / 1e9:.1f} GFLOP/s, bf16 {bf16 / 1e9:.1f} GFLOP/s "
+              f"(fp32 / bf16 at {each})",
+              f"- non-embedding parameters N = {meta['params_non_embedding']:,} (total {meta['params_total']:,}; "
+              f"tied embedding / LM head {meta['params_embedding']:,} excluded)", ""]
+    lines += ["## Medians: alignflow vs the faster peer variant", "",
+              "Ratios are alignflow / peer (above 1: alignflow is faster, or uses more memory for RSS). "
+              "GFLOP/s cells: model FLOP/s (% of the fp32 peak / % of the bf16 peak).", "",
+              "| case | alignflow | peer | tokens/s a | tokens/s p | ratio | samples/s a | samples/s p | ratio "
+              "| gen tok/s a | gen tok/s p | ratio | peak RSS MiB a | p | ratio | GFLOP/s a | GFLOP/s p |",
+              "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for case in args.cases:
+        afs = [k for k in summary if k[0] == case and k[1] == "alignflow"]
+        if not afs:
+            lines.append(f"| {case} | failed | | | | | | | | | | | | | | | |")
+            continue
+        a_key = max(afs, key=lambda k: summary[k]["tokens_per_s"])
+        a = summary[a_key]
+        p_key = peer_of(summary, case)
+        p = summary[p_key] if p_key else None
+        peer_name = (f"{p_key[1]}/{p_key[2]}" + (f" ({p_key[0]})" if p_key[0] != case else "")) if p_key else "–"
+        lines.append(
+            f"| {case} | {a_key[2]} | {peer_name} | {fmt(a['tokens_per_s'])} | "
+            f"{fmt(p['tokens_per_s']) if p else '–'} | {ratio(a['tokens_per_s'], p['tokens_per_s']) if p else '–'} | "
+            f"{fmt(a['samples_per_s'], 3)} | {fmt(p['samples_per_s'], 3) if p else '–'} | "
+            f"{ratio(a['samples_per_s'], p['samples_per_s']) if p else '–'} | "
+            f"{fmt(a['gen_tokens_per_s'])} | {fmt(p['gen_tokens_per_s']) if p else '–'} | "
+            f"{ratio(a['gen_tokens_per_s'], p['gen_tokens_per_s']) if p else '–'} | "
+            f"{fmt(a['rss_mib'], 0)} | {fmt(p['rss_mib'], 0) if p else '–'} | "
+            f"{ratio(a['rss_mib'], p['rss_mib']) if p else '–'} | {flops_cell(a)} | "
+            f"{flops_cell(p) if p else '–'} |"
+        )
+    if "ppo" in args.cases:
+        lines += ["", "PPO has no TRL counterpart (TRL removed its PPO trainer); its peer is TRL's RLOO and the "
+                  "ratio to read is generated tokens/s (rows and tokens per step differ)."]
+    lines += ["", "## Every variant", "",
+              "| case | framework | variant | runs | steps | median s | tokens/s (each run) | samples/s | gen tok/s "
+              "| peak RSS MiB | whole-process RSS MiB | GFLOP/s (% fp32 / % bf16 peak) | settings |",
+              "|---|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|---|"]
+    for key in sorted(summary, key=lambda k: (args.cases.index(k[0]), k[1] != "alignflow", k[1], k[2])):
+        row = summary[key]
+        each = ", ".join(f"{x:.1f}" for x in row["tokens_per_s_all"])
+        st = row["settings"]
+        brief = ", ".join(f"{k}={st[k]}" for k in ("dtype", "bf16", "gradient_checkpointing", "autocast_bf16",
+                                                      "batch", "n", "num_generations") if k in st)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['runs']} | {row['steps']} | {fmt(row['seconds'], 2)} | "
+                     f"{fmt(row['tokens_per_s'])} ({each}) | {fmt(row['samples_per_s'], 3)} | "
+                     f"{fmt(row['gen_tokens_per_s'])} | {fmt(row['rss_mib'], 0)} | {fmt(row['process_rss_mib'], 0)} | "
+                     f"{flops_cell(row)} | {brief} |")
+    if failures:
+        lines += ["", "## Failures", ""] + [f"- {f}" for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        kib = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+        mem = f", {kib / 1024**2:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs{mem}, {platform.system()} {platform.release()}"
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return commit + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def measure_peak(args: argparse.Namespace, env: dict, when: str) -> dict:
+    cmd = [args.alignflow_python, str(CASES_DIR / "peak.py"), "--threads", str(args.threads)]
+    if args.smoke:
+        cmd += ["--n", "1024", "--seconds", "0.3", "--trials", "1"]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    peak["when"] = when
+    log(f"matmul peak ({when}): fp32 {peak['fp32_flops'] / 1e9:.1f} GFLOP/s, "
+        f"bf16 {peak['bf16_flops'] / 1e9:.1f} GFLOP/s")
+    return peak
+
+
+def main() -> int:
+    args = parse_args()
+    command = " ".join([Path(sys.executable).name, *map(str, sys.argv)])
+    load_start = os.getloadavg()
+    if load_start[0] > 0.5:
+        log(f"WARNING: load average {load_start[0]:.2f}: other processes compete for the cores; with "
+            f"{args.threads} threads per process the numbers can be several times too slow")
+    trl_python = str(TRL_VENV / "bin/python") if args.skip_setup else str(setup_trl_venv())
+    args.model = args.model or default_model(args.alignflow_python)
+    env = child_env(args.threads)
+    data = prepare_data(args, env)
+    meta = json.loads((data / "meta.json").read_text())
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
+    out_dir = Path(args.out) / stamp
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    raw = open(out_dir / "raw.jsonl", "w")
+    peaks = [measure_peak(args, env, "start")]
+    pythons = {"alignflow": args.alignflow_python, "trl": trl_python, "hf": trl_python}
+    case_sizes = sizes(args)
+    results, failures = [], []
+    started = time.perf_counter()
+    for case, runs in plan(args):
+        spec = case_sizes[case]
+        steps = steps_of(args, case)
+        for repeat in range(args.repeats):
+            for framework, variant, script in interleave(runs):
+                workdir = tempfile.mkdtemp(prefix=f"bench-{case}-{framework}-")
+                cmd = [pythons[framework], str(CASES_DIR / script), "--model", args.model, "--data", str(data),
+                       "--workdir", workdir, "--variant", variant, "--batch", str(spec["batch"]),
+                       "--group", str(spec.get("group", 1)), "--max-length", str(args.max_length),
+                       "--max-new-tokens", str(args.max_new_tokens), "--warmup", str(args.warmup),
+                       "--steps", str(steps), "--lr", str(LEARNING_RATES[case]), "--threads", str(args.threads)]
+                log_path = out_dir / "logs" / f"{case}-{framework}-{variant}-{repeat + 1}.log"
+                log(f"{case} {framework}/{variant} repeat {repeat + 1}/{args.repeats} ...")
+                rc, rss_kib, wall = run_process(cmd, log_path, env, args.timeout)
+                shutil.rmtree(workdir, ignore_errors=True)
+                result = read_result(log_path)
+                if rc != 0 or result is None:
+                    failures.append(f"{case} {framework}/{variant} repeat {repeat + 1}: exit {rc}; see {log_path}")
+                    log(f"FAILED (exit {rc}); last lines of {log_path}:\n{tail(log_path)}")
+                    continue
+                result.update(process_maxrss_kib=rss_kib, wall_seconds=wall, repeat=repeat + 1, log=str(log_path))
+                raw.write(json.dumps(result) + "\n")
+                raw.flush()
+                results.append(result)
+                rate = result[result["tokens_key"]] / result["seconds"]
+                log(f"  {rate:.1f} tok/s, {result['samples'] / result['seconds']:.3f} samples/s, "
+                    f"peak RSS {result['maxrss_kib'] / MIB:.0f} MiB (whole process {rss_kib / MIB:.0f} MiB), "
+                    f"process {wall:.0f}s")
+    raw.close()
+    peaks.append(measure_peak(args, env, "end"))
+    header = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+        "load average at start / end": f"{load_start[0]:.2f} / {os.getloadavg()[0]:.2f}",
+        "versions": versions(results), "alignflow commit": git_commit(), "command": f"`{command}`",
+        "workload": (f"{Path(args.model).name} on {Path(args.source).name} ({meta['rows']} rows that fit "
+                     f"{meta['max_length'] - meta['slack']} tokens), max length {args.max_length}, "
+                     f"{args.max_new_tokens} new tokens, {args.threads} threads per process, {args.warmup} warm-up "
+                     f"step(s), {args.repeats} repeat(s); sizes: "
+                     + "; ".join(f"{c} batch {s['batch']}" + (f"x{s['group']}" if s.get('group', 1) > 1 else "")
+                                 + f", {steps_of(args, c)} steps" for c, s in case_sizes.items())),
+        "wall time": f"{(time.perf_counter() - started) / 60:.1f} min",
+    }
+    if not results:
+        log("no case produced a result")
+        for f in failures:
+            print(f, file=sys.stderr)
+        return 1
+    table = markdown(args, summarize(results, meta), peaks, meta, header, failures)
+    (out_dir / "results.md").write_text(table)
+    (Path(args.out) / ("latest-smoke.md" if args.smoke else "latest.md")).write_text(table)
+    print(table)
+    log(f"written: {out_dir / 'results.md'} (raw runs: raw.jsonl, logs/)")
+    return 1 if failures else 0
+
+
+def versions(results: list[dict]) -> str:
+    """Library versions as each side reported them (alignflow's venv and bench/.venv-trl)."""
+    found: dict[str, dict[str, str]] = {}
+    for r in results:
+        side = "alignflow venv" if r["framework"] == "alignflow" else "trl venv"
+        for key in ("alignflow", "trl", "torch", "transformers"):
+            if key in r["settings"]:
+                found.setdefault(side, {}).setdefault(key, str(r["settings"][key]))
+    parts = [f"python {platform.python_version()}"]
+    parts += [f"{side}: " + ", ".join(f"{k} {v}" for k, v in libs.items()) for side, libs in sorted(found.items())]
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

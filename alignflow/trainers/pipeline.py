@@ -100,10 +100,10 @@ def _finished(folder: Path, stage: str, fp: str, console: Console) -> dict[str, 
         return None
     record = json.loads(marker.read_text())
     if record.get("fingerprint") != fp:
-        console.print(f"[yellow]stage {stage}: {folder} was finished with a different config; keeping it "
-                      f"(delete the folder to redo the stage)[/]")
-    else:
-        console.print(f"stage {stage}: already done ({folder}), skipped")
+        # Silently reusing (or overwriting) a finished stage would mix results of two configs.
+        raise ValueError(f"stage {stage}: {folder} holds a finished run of a different {stage} config; "
+                         f"delete that folder to redo the stage, or set another output_dir")
+    console.print(f"stage {stage}: already done ({folder}), skipped")
     return record
 
 

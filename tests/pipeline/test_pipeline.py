@@ -98,6 +98,10 @@ def test_pipeline_runs_stages_in_order_and_skips_finished_ones(tmp_path, tiny_ll
     (run_dir / "dpo" / STAGE_DONE).unlink()
     run_pipeline(cfg, Console(quiet=True))
     assert calls == ["dpo"]
+    # A finished stage whose config changed is an error naming it, not a silent reuse.
+    changed = load_config(RunConfig, path, ["dpo.loss.beta=0.3"])
+    with pytest.raises(ValueError, match=r"stage dpo: .*dpo holds a finished run of a different dpo config"):
+        run_pipeline(changed, Console(quiet=True))
 
 
 def test_grid_parsing_and_point_names():

@@ -83,6 +83,23 @@ def rm_score(
                   f"min={scores.min():.4f} max={scores.max():.4f}" + (f" -> {out}" if out else ""))
 
 
+@app.command()
+def curves(
+    runs: Annotated[list[Path], typer.Argument(help="RL run folders (each with a metrics.jsonl).")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("run_comparison.png"),
+    title: str = "",
+) -> None:
+    """Overlay several RL runs' reward, KL, entropy and length curves (e.g. GRPO vs RLOO vs REINFORCE++)."""
+    from alignflow.reporting.curves import plot_run_comparison
+    from alignflow.reporting.metrics_logger import read_metrics
+
+    missing = [str(run) for run in runs if not (run / "metrics.jsonl").is_file()]
+    if missing:
+        fail(FileNotFoundError(f"no metrics.jsonl in {', '.join(missing)}"))
+    path = plot_run_comparison({run.name: read_metrics(run / "metrics.jsonl") for run in runs}, out, title)
+    console.print(f"curves of {len(runs)} runs -> {path}")
+
+
 app.add_typer(data_app, name="data")
 register_rl_commands(app)
 register_eval_command(app)

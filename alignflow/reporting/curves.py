@@ -47,3 +47,33 @@ def plot_rlhf_curves(rows: list[dict[str, Any]], out_path: str | Path, title: st
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=100)
     return out_path
+
+
+def plot_run_comparison(runs: dict[str, list[dict[str, Any]]], out_path: str | Path, title: str = "") -> Path:
+    """Several runs' curves on the same four panels (e.g. GRPO vs RLOO vs REINFORCE++ on one task):
+    each run's first train metric of a panel as a line, its held-out evaluations as markers."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    colours = [f"C{i}" for i in range(10)]
+    for ax, (name, keys, eval_key) in zip(fig.subplots(2, 2).flat, PANELS):
+        for (run, rows), colour in zip(runs.items(), colours * len(runs)):
+            points = [(r["step"], r[keys[0]]) for r in latest_rows(rows, "train")
+                      if isinstance(r.get(keys[0]), (int, float))]
+            if points:
+                ax.plot(*zip(*points), color=colour, alpha=0.6, label=f"{run} (train)")
+            evals = [(r["step"], r[eval_key]) for r in latest_rows(rows, "eval")
+                     if eval_key and isinstance(r.get(eval_key), (int, float))]
+            if evals:
+                ax.plot(*zip(*evals), "o--", color=colour, label=f"{run} (held-out)")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    return out_path

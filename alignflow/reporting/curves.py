@@ -21,59 +21,47 @@ def latest_rows(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def plot_rlhf_curves(rows: list[dict[str, Any]], out_path: str | Path, title: str = "") -> Path:
-    """Draw the four panels from metrics rows (``MetricsLogger`` JSONL) into ``out_path``."""
+def _series(rows: list[dict[str, Any]], split: str, key: str | None) -> list[tuple[int, float]]:
+    return [(r["step"], r[key]) for r in latest_rows(rows, split) if key and isinstance(r.get(key), (int, float))]
+
+
+def _draw(runs: dict[str, list[dict[str, Any]]], out_path: str | Path, title: str) -> Path:
+    """The four panels; one colour per run. A single run also shows its second train metric."""
     from matplotlib.figure import Figure  # a Figure without pyplot: no global state, no GUI backend
 
-    train, evals = latest_rows(rows, "train"), latest_rows(rows, "eval")
     fig = Figure(figsize=(11, 7), layout="constrained")
+    single = len(runs) == 1
     for ax, (name, keys, eval_key) in zip(fig.subplots(2, 2).flat, PANELS):
-        for key in keys:
-            points = [(r["step"], r[key]) for r in train if isinstance(r.get(key), (int, float))]
+        for i, (run, rows) in enumerate(runs.items()):
+            prefix = "" if single else f"{run} "
+            for key in keys if single else keys[:1]:
+                points = _series(rows, "train", key)
+                if points:
+                    ax.plot(*zip(*points), color=None if single else f"C{i % 10}",
+                            label=LABELS.get(key, "train") if single else f"{prefix}(train)")
+            points = _series(rows, "eval", eval_key)
             if points:
-                ax.plot(*zip(*points), label=LABELS.get(key, "train"))
-        if eval_key:
-            points = [(r["step"], r[eval_key]) for r in evals if isinstance(r.get(eval_key), (int, float))]
-            if points:
-                ax.plot(*zip(*points), "o--", label="held-out eval")
+                ax.plot(*zip(*points), "o--", color=None if single else f"C{i % 10}",
+                        label=f"{prefix}held-out eval" if single else f"{prefix}(held-out)")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8 if single else 7)
     if title:
         fig.suptitle(title)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=100)
     return out_path
+
+
+def plot_rlhf_curves(rows: list[dict[str, Any]], out_path: str | Path, title: str = "") -> Path:
+    """Draw the four panels from one run's metrics rows (``MetricsLogger`` JSONL) into ``out_path``."""
+    return _draw({"run": rows}, out_path, title)
 
 
 def plot_run_comparison(runs: dict[str, list[dict[str, Any]]], out_path: str | Path, title: str = "") -> Path:
     """Several runs' curves on the same four panels (e.g. GRPO vs RLOO vs REINFORCE++ on one task):
     each run's first train metric of a panel as a line, its held-out evaluations as markers."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 7), layout="constrained")
-    colours = [f"C{i}" for i in range(10)]
-    for ax, (name, keys, eval_key) in zip(fig.subplots(2, 2).flat, PANELS):
-        for (run, rows), colour in zip(runs.items(), colours * len(runs)):
-            points = [(r["step"], r[keys[0]]) for r in latest_rows(rows, "train")
-                      if isinstance(r.get(keys[0]), (int, float))]
-            if points:
-                ax.plot(*zip(*points), color=colour, alpha=0.6, label=f"{run} (train)")
-            evals = [(r["step"], r[eval_key]) for r in latest_rows(rows, "eval")
-                     if eval_key and isinstance(r.get(eval_key), (int, float))]
-            if evals:
-                ax.plot(*zip(*evals), "o--", color=colour, label=f"{run} (held-out)")
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    return out_path
+    return _draw(runs, out_path, title)

@@ -245,18 +245,22 @@ class SweepPoint:
 
 
 def describe_params(params: SamplingParams) -> str:
-    """The fields that differ from ``SamplingParams()`` (``max_new_tokens``, ``n`` and ``seed`` left out)."""
+    """The fields that differ from ``SamplingParams()`` (``max_new_tokens``, ``n`` and ``seed`` left out);
+    the temperature is always named when sampling, since it is the setting people sweep first."""
     changed = [] if params.do_sample else ["greedy"]
     default = SamplingParams()
     for f in fields(SamplingParams):
         if f.name in ("do_sample", "max_new_tokens", "n", "seed"):
+            continue
+        if f.name == "temperature" and params.do_sample:
+            changed.append(f"temperature={params.temperature}")
             continue
         if not params.do_sample and f.name in ("temperature", "top_k", "top_p"):
             continue
         value = getattr(params, f.name)
         if value != getattr(default, f.name):
             changed.append(f"{f.name}={value}")
-    return ", ".join(changed) or "default sampling"
+    return ", ".join(changed)
 
 
 def sweep_sampling(

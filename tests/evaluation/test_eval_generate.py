@@ -106,10 +106,10 @@ def test_sweep_reports_reward_and_diversity_per_setting(generator):
 
 
 def test_describe_params():
-    assert describe_params(SamplingParams()) == "default sampling"
+    assert describe_params(SamplingParams()) == "temperature=1.0"  # sampling always names its temperature
     assert describe_params(SamplingParams(do_sample=False, temperature=0.5, repetition_penalty=1.2)) == (
         "greedy, repetition_penalty=1.2")
-    assert describe_params(SamplingParams(top_k=50, max_new_tokens=3, seed=1)) == "top_k=50"
+    assert describe_params(SamplingParams(top_k=50, max_new_tokens=3, seed=1)) == "temperature=1.0, top_k=50"
 
 
 def test_generator_validates(generator):

@@ -17,6 +17,7 @@ from alignflow.data.readers import read_preferences
 from alignflow.data.splits import train_val_split
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder
 from alignflow.data.types import PreferenceExample, ReadResult, RowIssue
+from alignflow.trainers.pair_eval import source_name
 
 T = TypeVar("T")
 Pair = tuple[Encoded, Encoded]
@@ -45,8 +46,6 @@ class PreferencePairs:
 
 def load_preference_pairs(data: DataConfig, train: TrainConfig, encoder: PromptResponseEncoder, *,
                           output_dir: Path, console: Console) -> PreferencePairs:
-    from alignflow.trainers.pair_eval import source_name
-
     train_examples, val_examples = load_train_val(data, read_preferences, output_dir=output_dir, console=console)
     train_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in train_examples]
     val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]

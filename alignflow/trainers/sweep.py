@@ -7,7 +7,6 @@ coefficient trains the SFT policy and the reward model once and PPO + eval once 
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import re
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from alignflow.config.loader import ConfigError, load_config, parse_override
 from alignflow.config.run import RunConfig
+from alignflow.reporting.report import CSS, esc
 from alignflow.trainers.pipeline import run_pipeline
 
 
@@ -88,22 +88,23 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return varying or keys
 
 
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
 def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], console: Console | None) -> Path:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "sweep.json").write_text(json.dumps(rows, indent=2))
     params = list(rows[0]["point"]) if rows else []
     columns = _columns(rows)
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in params + columns)
+    head = "".join(f"<th>{esc(c)}</th>" for c in params + columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(row['point'][p]))}</td>" for p in params)
-        + "".join(f"<td>{cell(row['metrics'].get(c))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(row['point'][p])}</td>" for p in params)
+        + "".join(f"<td>{_cell(row['metrics'].get(c))}</td>" for c in columns) + "</tr>"
         for row in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>alignflow sweep</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-            f"<h1>Sweep: {html.escape(str(sweep_dir))}</h1><p>{len(rows)} runs; metrics that differ "
-            f"between runs are shown.</p><table><tr>{head}</tr>{body}</table></body></html>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>alignflow sweep</title>"
+            f"<style>{CSS}</style></head><body><h1>Sweep: {esc(sweep_dir)}</h1><p>{len(rows)} runs; metrics "
+            f"that differ between runs are shown.</p><table><tr>{head}</tr>{body}</table></body></html>")
     path = sweep_dir / "sweep_report.html"
     path.write_text(page)
     if console is not None:
@@ -111,7 +112,8 @@ def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], console: Con
         for name in params + columns[:8]:
             table.add_column(name.rsplit(".", 1)[-1] if name in params else name)
         for row in rows:
-            table.add_row(*[cell(row["point"][p]) for p in params], *[cell(row["metrics"].get(c)) for c in columns[:8]])
+            table.add_row(*[_cell(row["point"][p]) for p in params],
+                          *[_cell(row["metrics"].get(c)) for c in columns[:8]])
         console.print(table)
         console.print(f"comparison: {path}")
     return path

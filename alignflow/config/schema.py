@@ -39,6 +39,7 @@ class ModelConfig:
     num_layers: int | None = None
     # Freeze the embeddings and the first K blocks: backward stops at block K, so training costs
     # only the top blocks' backward pass (0 = train everything; K = all blocks: a linear probe).
+    # A policy with tied input/output embeddings keeps its LM head frozen as well.
     freeze_layers: int = 0
     lora: LoraConfig = field(default_factory=LoraConfig)
 

@@ -128,6 +128,16 @@ class PromptResponseEncoder:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def truncation_summary(rows: list[Encoded], what: str) -> str | None:
+    """How many training rows were cut, and by which setting (None when nothing was cut)."""
+    prompts = sum(r.truncated_prompt for r in rows)
+    responses = sum(r.truncated_response for r in rows)
+    if not prompts and not responses:
+        return None
+    return (f"{prompts} of {len(rows)} {what} had their prompt cut to data.max_prompt_length (oldest turns "
+            f"first); {responses} had their response cut to data.max_length")
+
+
 def pad_right(rows: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask``, both (len(rows), longest row)."""
     width = max(len(row) for row in rows)

@@ -133,7 +133,11 @@ def keep_first_layers(model: PreTrainedModel, num_layers: int) -> None:
 
 
 def freeze_lower_layers(model: PreTrainedModel, count: int) -> None:
-    """No gradients for the embeddings and the first ``count`` blocks (autograd then stops there)."""
+    """No gradients for the embeddings and the first ``count`` blocks (autograd then stops there).
+
+    A policy whose output head is tied to its input embeddings (SmolLM2, GPT-2) keeps that head
+    frozen too: only the blocks above ``count`` and the final norm train, a cheap partial fine-tune
+    that suits DPO and SFT on a CPU."""
     blocks = transformer_blocks(model)
     if count > len(blocks):
         raise ValueError(f"model.freeze_layers={count} but the model has only {len(blocks)} layers")
@@ -142,18 +146,15 @@ def freeze_lower_layers(model: PreTrainedModel, count: int) -> None:
     for module in [model.get_input_embeddings(), *embeddings, *blocks[:count]]:
         for param in module.parameters():
             param.requires_grad_(False)
-    if getattr(model.config, "tie_word_embeddings", False) and model.get_output_embeddings() is not None:
-        raise ValueError("model.freeze_layers would also freeze the tied output embeddings of this model; "
-                         "use it for reward models (their head is untied) or set model.freeze_layers=0")
 
 
 def _prepare(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: ModelConfig) -> PreTrainedModel:
     if cfg.num_layers is not None:
         keep_first_layers(model, cfg.num_layers)
-    if cfg.freeze_layers:
-        freeze_lower_layers(model, cfg.freeze_layers)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
+    if cfg.freeze_layers:  # after the resize, which replaces the embedding parameters
+        freeze_lower_layers(model, cfg.freeze_layers)
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

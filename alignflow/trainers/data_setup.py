@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,7 +15,7 @@ from alignflow.config.schema import DataConfig, ModelConfig, TrainConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.readers import read_preferences
 from alignflow.data.splits import train_val_split
-from alignflow.data.tokenize import Encoded, PromptResponseEncoder
+from alignflow.data.tokenize import Encoded, PromptResponseEncoder, truncation_summary
 from alignflow.data.types import PreferenceExample, ReadResult, RowIssue
 from alignflow.trainers.pair_eval import source_name
 
@@ -51,9 +51,10 @@ def load_preference_pairs(data: DataConfig, train: TrainConfig, encoder: PromptR
     val_pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in val_examples]
     if train.eval_max_samples:
         val_pairs = val_pairs[: train.eval_max_samples]
-    cut = sum(c.truncated_prompt or c.truncated_response or r.truncated_response for c, r in train_pairs)
-    if cut:
-        console.print(f"[yellow]{cut} of {len(train_pairs)} training pairs were truncated to data.max_length[/]")
+    # A pair shares its prompt, so count prompts once and a response cut on either side.
+    merged = [replace(c, truncated_response=c.truncated_response or r.truncated_response) for c, r in train_pairs]
+    if cut := truncation_summary(merged, "training pairs"):
+        console.print(f"[yellow]{cut}[/]")
     return PreferencePairs(train_examples, train_pairs, val_pairs,
                            [source_name(e.source) for e in val_examples[: len(val_pairs)]])
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import SFTConfig
 from alignflow.data.readers import read_sft
-from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right
+from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right, truncation_summary
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
 from alignflow.models.forward import labelled_token_nll
@@ -71,9 +71,8 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     report_issues(issues + val_issues, out, console, what="rows that do not fit")
     if cfg.train.eval_max_samples:
         val_rows = val_rows[: cfg.train.eval_max_samples]
-    cut = sum(r.truncated_prompt or r.truncated_response for r in train_rows)
-    if cut:
-        console.print(f"[yellow]{cut} of {len(train_rows)} training rows were truncated to data.max_length[/]")
+    if cut := truncation_summary(train_rows, "training rows"):
+        console.print(f"[yellow]{cut}[/]")
 
     pad = tokenizer.pad_token_id
 

@@ -117,6 +117,15 @@ def test_truncated_and_partly_frozen_reward_model_saves_as_plain_hf(fixture, req
     torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
+def test_partly_frozen_tied_policy_trains_only_upper_blocks(tiny_gpt2_dir):
+    model, _ = load_policy(ModelConfig(name=str(tiny_gpt2_dir), freeze_layers=1, dtype="fp32"))
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied: frozen together
+    model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits.sum().backward()
+    grads = {name: p.grad is not None for name, p in model.named_parameters()}
+    assert not grads["transformer.wte.weight"] and not grads["transformer.h.0.attn.c_attn.weight"]
+    assert grads["transformer.h.1.attn.c_attn.weight"] and grads["transformer.ln_f.weight"]
+
+
 def test_layer_options_are_validated():
     from alignflow.config import ConfigError, RewardConfig, load_config
 

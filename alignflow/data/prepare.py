@@ -56,9 +56,9 @@ def prepare_dataset(
     train, validation = train_val_split(result.examples, val_fraction, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / TRAIN_FILE, map(canonical_row, train))
-    _write_jsonl(out / VALIDATION_FILE, map(canonical_row, validation))
-    _write_jsonl(out / SKIPPED_FILE, ({"source": i.source, "reason": i.reason} for i in result.issues))
+    write_jsonl(out / TRAIN_FILE, map(canonical_row, train))
+    write_jsonl(out / VALIDATION_FILE, map(canonical_row, validation))
+    write_jsonl(out / SKIPPED_FILE, ({"source": i.source, "reason": i.reason} for i in result.issues))
     return PrepareReport(
         source=str(source), kind=resolved_kind, out_dir=out, rows_read=result.rows_read,
         train=len(train), validation=len(validation), issues=result.issues,
@@ -77,7 +77,8 @@ def canonical_row(example: SFTExample | PreferenceExample | PromptExample) -> di
     return row
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as stream:
         for row in rows:
             stream.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from alignflow.config.schema import DataConfig, ModelConfig, TrainConfig
 from alignflow.data.formatting import ChatFormatter
+from alignflow.data.prepare import VALIDATION_FILE, canonical_row, write_jsonl
 from alignflow.data.readers import read_preferences
 from alignflow.data.splits import train_val_split
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder, truncation_summary
@@ -74,6 +75,10 @@ def load_train_val(
         train, val = train_read.examples, val_read.examples
     else:
         train, val = train_val_split(train_read.examples, data.val_fraction, data.split_seed)
+        # Keep the held-out rows beside the run: evaluation on exactly the prompts it never saw
+        # (`alignflow eval` with prompts.source=<run>/validation.jsonl, held_out: false).
+        if val:
+            write_jsonl(output_dir / VALIDATION_FILE, map(canonical_row, val))
     report_issues(issues, output_dir, console)
     if not train:
         raise ValueError(f"data.train={data.train!r} gave no usable rows ({len(issues)} skipped; see above)")

@@ -8,11 +8,13 @@ from alignflow.config.schema import (
     ModelConfig,
     RewardConfig,
     RewardLossConfig,
+    RewardTrainConfig,
     SFTConfig,
     TrainConfig,
 )
 
 __all__ = [
     "ConfigError", "dump_config", "load_config", "to_dict", "DPOConfig", "DPOLossConfig",
-    "DataConfig", "LoraConfig", "ModelConfig", "RewardConfig", "RewardLossConfig", "SFTConfig", "TrainConfig",
+    "DataConfig", "LoraConfig", "ModelConfig", "RewardConfig", "RewardLossConfig", "RewardTrainConfig",
+    "SFTConfig", "TrainConfig",
 ]

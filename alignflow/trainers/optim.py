@@ -37,13 +37,17 @@ def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None)
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no weight decay on biases and norms (1-D tensors)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, head: nn.Module | None = None) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on biases and norms (1-D tensors). With a
+    ``head`` and ``cfg.head_lr`` (reward models), the head's parameters train at that LR instead."""
+    head_lr = getattr(cfg, "head_lr", None)
+    head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr else set()
+    groups = []
+    for lr, in_group in ((cfg.lr, lambda p: id(p) not in head_ids), (head_lr, lambda p: id(p) in head_ids)):
+        params = [p for p in model.parameters() if p.requires_grad and in_group(p)]
+        decay, no_decay = [p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]
+        groups += [{"params": ps, "weight_decay": wd, "lr": lr}
+                   for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if ps]
     # fused=True: one kernel per parameter group; on CPU about 8x faster than foreach for 135M params.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, fused=True)
 

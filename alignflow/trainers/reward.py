@@ -24,7 +24,7 @@ from alignflow.algorithms.preference import (
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
 from alignflow.data.tokenize import Encoded, pad_right
-from alignflow.models import load_reward_model
+from alignflow.models import load_reward_model, reward_head
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
@@ -113,7 +113,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         lengths=pairs.train_lengths, loss_fn=loss_fn,
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
-        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,
+        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger, head=reward_head(model),
     )
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}

@@ -103,3 +103,22 @@ def test_accuracy_is_reported_per_source_file():
     assert accuracy_by_source(sources, chosen, rejected) == {"accuracy/harmless-base": 0.5,
                                                              "accuracy/helpful-base": 1.0}
     assert accuracy_by_source(sources[:2], chosen[:2], rejected[:2]) == {}  # one source: nothing to split
+
+
+def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_llama_dir):
+    from alignflow.config import ConfigError
+    from alignflow.models import load_reward_model, reward_head
+    from alignflow.trainers.optim import build_optimizer, build_scheduler
+
+    cfg = rm_config(tiny_llama_dir, "x", "out", "train.lr=1e-5", "train.head_lr=1e-3", "train.warmup_ratio=0.5")
+    model, _ = load_reward_model(cfg.model)
+    optimizer = build_optimizer(model, cfg.train, head=reward_head(model))
+    head_ids = {id(p) for p in reward_head(model).parameters()}
+    lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert all(lr == (1e-3 if pid in head_ids else 1e-5) for pid, lr in lrs.items())
+    assert len(lrs) == sum(p.requires_grad for p in model.parameters())  # every trainable parameter, once
+    # The schedule (here: warmup) scales both groups alike.
+    build_scheduler(optimizer, cfg.train, total_steps=4)
+    assert {round(g["lr"] / g["initial_lr"], 6) for g in optimizer.param_groups} == {0.0}
+    with pytest.raises(ConfigError, match="train.head_lr"):
+        rm_config(tiny_llama_dir, "x", "out", "train.head_lr=0")

@@ -42,7 +42,8 @@ CASES: dict[str, dict] = {
     "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2)),
     "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1)),
     "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1)),
-    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf"),
+    # "autocast" re-measures the rollout before its bf16 weight copy (the before/after of that change).
+    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf", extra_alignflow_variants=["autocast"]),
     "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
     "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
     "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
@@ -60,7 +61,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="steps before the clock starts (>= 1)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 256; smoke 128)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
-    p.add_argument("--alignflow-variants", default="default", help="comma list: default (bf16 autocast), fp32")
+    p.add_argument("--alignflow-variants", default="default",
+                   help="comma list: default (bf16 autocast; RL rollouts from a bf16 weight copy), fp32")
     p.add_argument("--trl-variants", default="default,fp32", help="comma list: default (TRL's), fp32")
     p.add_argument("--hf-variants", default="default,bf16", help="plain HF generate: default (fp32), bf16")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
@@ -218,7 +220,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, str, str]]
     out = []
     for case in args.cases:
         peer = CASES[case].get("peer", "trl")
-        runs = [("alignflow", v, f"alignflow_{case}.py") for v in af]
+        variants = af + [v for v in CASES[case].get("extra_alignflow_variants", []) if v not in af]
+        runs = [("alignflow", v, f"alignflow_{case}.py") for v in variants]
         if peer == "trl":
             runs += [("trl", v, f"trl_{case}.py") for v in trl]
         elif peer == "hf":

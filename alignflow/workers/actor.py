@@ -1,8 +1,8 @@
 """The actor (the policy being trained) and the rollout worker colocated with it.
 
-The rollout worker samples with an engine built on the actor's own module, so every generation
-uses the actor's current weights and nothing is copied between them (a separate inference engine
-would need ``engine.update_weights`` after each update instead).
+The rollout worker samples with an engine built either on the actor's own module (every
+generation uses the actor's current weights, nothing is copied) or on a separate inference copy,
+e.g. in bf16, that ``engine.update_weights`` refreshes from the actor before every generate call.
 
 Log-probs are always recomputed by one forward over prompt + response, with the logits divided by
 the sampling temperature (Huang et al. 2024, detail 11): the rollout's own log-probs come from a
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from alignflow.algorithms import (
     aggregate_loss,
@@ -82,8 +83,10 @@ class RolloutWorker:
     """``generate(prompts)``: sample responses, cut after the first EOS (detail 12)."""
 
     def __init__(self, engine: RolloutEngine, sampling: SamplingParams, *, eos_token_ids: list[int],
-                 pad_token_id: int, eval_greedy: bool = True, dtype: str = "fp32") -> None:
+                 pad_token_id: int, eval_greedy: bool = True, dtype: str = "fp32",
+                 weights_source: nn.Module | None = None) -> None:
         self.engine, self.sampling, self.eval_greedy, self.dtype = engine, sampling, eval_greedy, dtype
+        self.weights_source = weights_source  # the actor's module when the engine holds its own copy
         self.eos_token_ids, self.pad_token_id = list(eos_token_ids), int(pad_token_id)
 
     @dispatch("split")
@@ -93,6 +96,8 @@ class RolloutWorker:
 
         ``eval_mode``: one sample per prompt, greedy when configured.
         """
+        if self.weights_source is not None:  # after an update or a resume: sample from the current weights
+            self.engine.update_weights(self.weights_source)
         params = replace(self.sampling, seed=seed)
         if eval_mode:
             params = replace(params, n=1, do_sample=params.do_sample and not self.eval_greedy)

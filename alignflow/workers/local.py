@@ -8,9 +8,12 @@ the same :class:`~alignflow.workers.base.RLWorkers`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import Any
 
+import torch
 from rich.console import Console
+from torch import nn
 
 from alignflow.config.rl import PPOConfig, RolloutConfig
 from alignflow.models import disable_dropout, load_policy
@@ -63,6 +66,17 @@ def sampling_params(cfg: RolloutConfig) -> SamplingParams:
                           stop_strings=tuple(cfg.stop_strings), n=cfg.n)
 
 
+def rollout_module(policy: nn.Module, weights: str, model_dtype: str) -> nn.Module:
+    """The module the rollout engine samples from: the policy itself, or its bf16 copy (``rollout.weights``)."""
+    if weights == "auto":
+        weights = "bf16" if model_dtype == "bf16" else "shared"
+    if weights == "shared":
+        return policy
+    copy = deepcopy(policy).to(torch.bfloat16).eval()
+    copy.requires_grad_(False)
+    return copy
+
+
 def optimizer_updates(cfg: PPOConfig) -> int:
     """Optimizer steps over the whole run (the length of the LR schedule)."""
     return cfg.train.steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
@@ -80,9 +94,10 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
     policy, tokenizer = load_policy(cfg.model)  # dropout already off when cfg.model.disable_dropout
     # Before any update: a frozen copy of the initial policy, or the LoRA model with adapters off.
     reference = ReferenceWorker.from_policy(policy, temperature=temperature, dtype=dtype)
-    engine = HFRolloutEngine.from_tokenizer(policy, tokenizer)
+    engine = HFRolloutEngine.from_tokenizer(rollout_module(policy, cfg.rollout.weights, dtype), tokenizer)
     rollout = RolloutWorker(engine, sampling_params(cfg.rollout), eos_token_ids=list(engine.eos_token_ids),
-                            pad_token_id=engine.pad_token_id, eval_greedy=cfg.rollout.eval_greedy, dtype=dtype)
+                            pad_token_id=engine.pad_token_id, eval_greedy=cfg.rollout.eval_greedy, dtype=dtype,
+                            weights_source=None if engine.model is policy else policy)
     actor = ActorWorker(policy, tokenizer, algorithm=cfg.algorithm, train=cfg.train, temperature=temperature,
                         total_updates=optimizer_updates(cfg), dtype=dtype,
                         loss_norm_const=float(cfg.rollout.max_new_tokens))

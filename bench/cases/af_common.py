@@ -1,7 +1,8 @@
 """What the alignflow case scripts share (runs in alignflow's .venv): configs built from the case flags.
 
 Variant ``default`` is alignflow's default precision (bf16 autocast over fp32 master weights, no
-gradient checkpointing); ``fp32`` sets ``model.dtype: fp32``.
+gradient checkpointing; RL rollouts from a bf16 copy of the weights); ``fp32`` sets
+``model.dtype: fp32``; ``autocast`` (generate only) samples under autocast from the fp32 weights.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ CONSOLE = Console(stderr=True)
 
 
 def dtype(args: argparse.Namespace) -> str:
-    if args.variant not in ("default", "fp32", "bf16"):
-        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32)")
+    if args.variant not in ("default", "fp32", "bf16", "autocast"):
+        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast: generate only)")
     return "fp32" if args.variant == "fp32" else "bf16"
 
 

@@ -1,8 +1,10 @@
 """alignflow's HFRolloutEngine on the same prompt batch (token ids) as the plain HF ``generate`` case.
 
 EOS is ignored in both (the engine gets no EOS ids), so every row decodes exactly
---max-new-tokens tokens; sampling at --temperature, no top-k / top-p. Variant ``default``: bf16
-autocast, as alignflow's rollout worker runs it by default; ``fp32``: no autocast.
+--max-new-tokens tokens; sampling at --temperature, no top-k / top-p. Variants: ``default``
+samples from a bf16 copy of the weights, as alignflow's RL rollout worker does by default
+(``rollout.weights: auto``); ``autocast``: bf16 autocast over the fp32 weights (the default
+before the bf16 copy, kept to measure it); ``fp32``: no autocast.
 """
 
 import benchlib
@@ -16,12 +18,15 @@ from af_common import model_config  # noqa: E402
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
 from alignflow.trainers.optim import autocast  # noqa: E402
+from alignflow.workers.local import rollout_module  # noqa: E402
 
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]
 cfg = model_config(args)
 model, tokenizer = load_policy(cfg)
-engine = HFRolloutEngine(model, pad_token_id=tokenizer.pad_token_id, eos_token_ids=())
+weights = "shared" if args.variant == "autocast" else "auto"
+engine = HFRolloutEngine(rollout_module(model, weights, cfg.dtype), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_ids=())
 params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, do_sample=True)
 
 METER.install_token_counter(args.model)
@@ -37,4 +42,5 @@ for _ in range(args.warmup + args.steps):
 emit(args, case="generate", framework="alignflow", samples_per_step=len(rows),
      window=METER.window(args.warmup, args.steps), tokens_key="generated_tokens",
      settings={"batch": len(rows), "prompt_tokens": sum(map(len, prompt_ids)), "max_new_tokens": args.max_new_tokens,
-               "temperature": args.temperature, "autocast_bf16": cfg.dtype == "bf16", "torch": torch.__version__})
+               "temperature": args.temperature, "autocast_bf16": cfg.dtype == "bf16",
+               "engine_weights": str(next(engine.model.parameters()).dtype), "torch": torch.__version__})

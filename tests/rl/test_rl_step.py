@@ -106,3 +106,27 @@ def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(ppo_confi
     a = {k: v for k, v in full.metrics.items() if not k.startswith(("time", "perf/"))}
     b = {k: v for k, v in resumed.metrics.items() if not k.startswith(("time", "perf/"))}
     assert a == b
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, lora):
+    cfg = ppo_config("model.dtype=bf16", "train.steps=1",
+                     *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else []))
+    assert cfg.rollout.weights == "auto"  # bf16 model dtype -> a bf16 engine copy
+    ctl, workers = controller(cfg)
+    actor, rollout = workers.actor.worker, workers.rollout.worker
+    engine_model = rollout.engine.model
+    assert engine_model is not actor.model and rollout.weights_source is actor.model
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in engine_model.parameters())
+
+    ctl.train_step()  # the update moves the actor; the copy is stale until the next generate
+    workers.rollout.generate(ctl.train_prompts.batch([0], [0]), seed=1)
+    source = actor.model.state_dict()
+    for name, tensor in engine_model.state_dict().items():
+        torch.testing.assert_close(tensor, source[name].to(torch.bfloat16), rtol=0, atol=0)
+
+
+def test_shared_rollout_weights_use_the_actor_module(ppo_config):
+    ctl, workers = controller(ppo_config("model.dtype=bf16", "rollout.weights=shared"))
+    assert workers.rollout.worker.engine.model is workers.actor.worker.model
+    assert workers.rollout.worker.weights_source is None

@@ -72,9 +72,10 @@ def rollout_module(policy: nn.Module, weights: str, model_dtype: str) -> nn.Modu
         weights = "bf16" if model_dtype == "bf16" else "shared"
     if weights == "shared":
         return policy
-    copy = deepcopy(policy).to(torch.bfloat16).eval()
-    copy.requires_grad_(False)
-    return copy
+    # Seed deepcopy's memo with bf16 parameters, so no second fp32 copy is ever materialised
+    # (tied weights stay tied: they are one parameter object).
+    memo = {id(p): nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=False) for p in policy.parameters()}
+    return deepcopy(policy, memo).to(torch.bfloat16).eval()
 
 
 def optimizer_updates(cfg: PPOConfig) -> int:

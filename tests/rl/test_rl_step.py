@@ -118,6 +118,8 @@ def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, l
     engine_model = rollout.engine.model
     assert engine_model is not actor.model and rollout.weights_source is actor.model
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in engine_model.parameters())
+    tied = actor.model.get_output_embeddings().weight is actor.model.get_input_embeddings().weight
+    assert (engine_model.get_output_embeddings().weight is engine_model.get_input_embeddings().weight) == tied
 
     ctl.train_step()  # the update moves the actor; the copy is stale until the next generate
     workers.rollout.generate(ctl.train_prompts.batch([0], [0]), seed=1)

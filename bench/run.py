@@ -42,11 +42,12 @@ CASES: dict[str, dict] = {
     "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2)),
     "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1)),
     "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1)),
-    # "autocast" re-measures the rollout before its bf16 weight copy (the before/after of that change).
+    # "autocast" re-measures rollouts before their bf16 weight copy (the before/after of that change).
     "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf", extra_alignflow_variants=["autocast"]),
-    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
-    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
-    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
+    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2), extra_alignflow_variants=["autocast"]),
+    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2), extra_alignflow_variants=["autocast"]),
+    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo",
+                extra_alignflow_variants=["autocast"]),
 }
 LEARNING_RATES = {"sft": 2e-5, "rm": 1e-5, "dpo": 1e-6, "grpo": 1e-6, "rloo": 1e-6, "ppo": 1e-6, "generate": 1e-6}
 

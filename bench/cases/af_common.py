@@ -2,7 +2,8 @@
 
 Variant ``default`` is alignflow's default precision (bf16 autocast over fp32 master weights, no
 gradient checkpointing; RL rollouts from a bf16 copy of the weights); ``fp32`` sets
-``model.dtype: fp32``; ``autocast`` (generate only) samples under autocast from the fp32 weights.
+``model.dtype: fp32``; ``autocast`` (generate and RL) samples under autocast from the fp32 weights,
+as rollouts did before the bf16 copy (``rollout.weights: shared``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ CONSOLE = Console(stderr=True)
 
 def dtype(args: argparse.Namespace) -> str:
     if args.variant not in ("default", "fp32", "bf16", "autocast"):
-        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast: generate only)")
+        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast)")
     return "fp32" if args.variant == "fp32" else "bf16"
 
 
@@ -79,7 +80,8 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
         output_dir=args.workdir, model=model_config(args), reward_function="benchlib:alignflow_length_reward",
         data=PromptDataConfig(train=data_file(args, "prompts.jsonl"), val_fraction=0.0,
                               max_samples=2 * prompts_per_step * steps, max_prompt_length=args.max_length),
-        rollout=RolloutConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, n=n),
+        rollout=RolloutConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, n=n,
+                              weights="shared" if args.variant == "autocast" else "auto"),
         algorithm=algorithm,
         # One optimizer step per iteration over the whole batch, as TRL's GRPO/RLOO with
         # gradient_accumulation_steps=1 and num_iterations=1.
@@ -103,7 +105,8 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
                                                   kl_coef=cfg.algorithm.kl_coef,
                                                   kl_loss_coef=cfg.algorithm.kl_loss_coef,
                                                   ppo_epochs=1, max_new_tokens=args.max_new_tokens,
-                                                  temperature=args.temperature, critic=cfg.needs_critic)}
+                                                  temperature=args.temperature, critic=cfg.needs_critic,
+                                                  rollout_weights=cfg.rollout.weights)}
 
 
 class Stopwatch:

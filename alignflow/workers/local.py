@@ -87,7 +87,8 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
                         console: Console | None = None) -> tuple[RLWorkers, Any]:
     """All roles for ``cfg`` in this process, and the policy tokenizer.
 
-    The policy module is shared by the actor, the rollout engine and (under LoRA) the reference.
+    The policy module is shared by the actor, the rollout engine (unless ``rollout.weights`` gives it
+    a bf16 copy) and, under LoRA, the reference.
     ``reward_fn`` overrides the config's reward (tests, notebooks).
     """
     console = console or Console()

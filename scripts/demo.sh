@@ -17,7 +17,7 @@ elif .venv/bin/python -c "import datasets" 2>/dev/null && .venv/bin/python - <<'
 import urllib.request; urllib.request.urlopen("https://huggingface.co", timeout=5)
 PY
 then
-  WHERE="the Hugging Face hub (Anthropic/hh-rlhf: train split for the proxy RM and DPO, test split for the judge)"
+  WHERE="the Hugging Face hub (Anthropic/hh-rlhf: train split for the proxy RM and GRPO, test split for the judge)"
   DATA=(--set rm.data.train=Anthropic/hh-rlhf:train --set judge_rm.data.train=Anthropic/hh-rlhf:test
         --set grpo.data.train=Anthropic/hh-rlhf:train --set eval.prompts.source=Anthropic/hh-rlhf:train
         --set eval.probes.red_team.path= --set eval.probes.xstest.path=)

@@ -33,16 +33,14 @@ def _draw(runs: dict[str, list[dict[str, Any]]], out_path: str | Path, title: st
     single = len(runs) == 1
     for ax, (name, keys, eval_key) in zip(fig.subplots(2, 2).flat, PANELS):
         for i, (run, rows) in enumerate(runs.items()):
-            prefix = "" if single else f"{run} "
+            color = None if single else f"C{i % 10}"  # one colour per run; a single run's lines vary
             for key in keys if single else keys[:1]:
                 points = _series(rows, "train", key)
                 if points:
-                    ax.plot(*zip(*points), color=None if single else f"C{i % 10}",
-                            label=LABELS.get(key, "train") if single else f"{prefix}(train)")
+                    ax.plot(*zip(*points), color=color, label=LABELS.get(key, "train") if single else f"{run} (train)")
             points = _series(rows, "eval", eval_key)
             if points:
-                ax.plot(*zip(*points), "o--", color=None if single else f"C{i % 10}",
-                        label=f"{prefix}held-out eval" if single else f"{prefix}(held-out)")
+                ax.plot(*zip(*points), "o--", color=color, label="held-out eval" if single else f"{run} (held-out)")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -99,8 +99,8 @@ def write_sweep_report(sweep_dir: Path, rows: list[dict[str, Any]], console: Con
     columns = _columns(rows)
     head = "".join(f"<th>{esc(c)}</th>" for c in params + columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{esc(row['point'][p])}</td>" for p in params)
-        + "".join(f"<td>{_cell(row['metrics'].get(c))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(_cell(row['point'][p]))}</td>" for p in params)
+        + "".join(f"<td>{esc(_cell(row['metrics'].get(c)))}</td>" for c in columns) + "</tr>"
         for row in rows)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>alignflow sweep</title>"
             f"<style>{CSS}</style></head><body><h1>Sweep: {esc(sweep_dir)}</h1><p>{len(rows)} runs; metrics "

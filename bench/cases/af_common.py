@@ -23,6 +23,11 @@ def dtype(args: argparse.Namespace) -> str:
     return "fp32" if args.variant == "fp32" else "bf16"
 
 
+def rollout_weights(args: argparse.Namespace) -> str:
+    """``rollout.weights`` for this variant: ``autocast`` re-measures rollouts from the shared fp32 weights."""
+    return "shared" if args.variant == "autocast" else "auto"
+
+
 def model_config(args: argparse.Namespace):
     from alignflow.config.schema import ModelConfig
 
@@ -81,7 +86,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
         data=PromptDataConfig(train=data_file(args, "prompts.jsonl"), val_fraction=0.0,
                               max_samples=2 * prompts_per_step * steps, max_prompt_length=args.max_length),
         rollout=RolloutConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, n=n,
-                              weights="shared" if args.variant == "autocast" else "auto"),
+                              weights=rollout_weights(args)),
         algorithm=algorithm,
         # One optimizer step per iteration over the whole batch, as TRL's GRPO/RLOO with
         # gradient_accumulation_steps=1 and num_iterations=1.

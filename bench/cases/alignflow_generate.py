@@ -13,7 +13,7 @@ from benchlib import METER, data_file, emit, read_jsonl
 args = benchlib.case_args(__doc__)
 
 import torch  # noqa: E402
-from af_common import model_config  # noqa: E402
+from af_common import model_config, rollout_weights  # noqa: E402
 
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
@@ -24,8 +24,7 @@ rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]
 cfg = model_config(args)
 model, tokenizer = load_policy(cfg)
-weights = "shared" if args.variant == "autocast" else "auto"
-engine = HFRolloutEngine(rollout_module(model, weights, cfg.dtype), pad_token_id=tokenizer.pad_token_id,
+engine = HFRolloutEngine(rollout_module(model, rollout_weights(args), cfg.dtype), pad_token_id=tokenizer.pad_token_id,
                          eos_token_ids=())
 params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, do_sample=True)
 

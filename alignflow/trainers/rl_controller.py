@@ -45,6 +45,7 @@ from alignflow.batch import Batch
 from alignflow.config.loader import to_dict
 from alignflow.config.rl import AlgorithmConfig, PPOConfig
 from alignflow.data.formatting import ChatFormatter
+from alignflow.data.prepare import write_jsonl
 from alignflow.data.readers import read_prompts
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.data.types import Message
@@ -64,6 +65,7 @@ from alignflow.trainers.optim import rng_state, set_rng_state, start_run
 from alignflow.workers.base import RLWorkers
 
 CURVES_FILE = "rlhf_training_curves.png"
+EVAL_SAMPLES_DIR = "eval_samples"
 CONSOLE_KEYS = ["reward/raw_mean", "reward/total_mean", "kl/ref", "policy/entropy", "response/length_mean",
                 "response/eos_rate", "actor/clip_fraction", "critic/value_loss", "perf/tokens_per_s"]
 
@@ -187,6 +189,15 @@ def rollout_metrics(batch: Batch) -> dict[str, float]:
     return metrics
 
 
+def eval_samples(batch: Batch, kl: torch.Tensor) -> list[dict[str, Any]]:
+    """One JSON row per scored held-out response: the prompt's last message, response, score, KL."""
+    return [{"prompt": prompt[-1]["content"], "response": text, "score": float(score), "kl": float(k),
+             "length": int(length), "has_eos": bool(eos)}
+            for prompt, text, score, k, length, eos in zip(
+                batch["prompt"], batch["response_text"], batch["raw_scores"], kl, batch["response_mask"].sum(-1),
+                batch["has_eos"])]
+
+
 @contextlib.contextmanager
 def timed(times: dict[str, float], phase: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -295,13 +306,15 @@ class RLController:
         return RLResult(model_dir, metrics, eval_metrics, self.history)
 
     def evaluate(self) -> dict[str, float]:
-        """Score held-out prompts (greedy or sampled, one response each) with the reward function."""
+        """Score held-out prompts (greedy or sampled, one response each) with the reward function;
+        every response and its score go to ``eval_samples/step_NNNNNN.jsonl`` (read them: a rising
+        reward can be the policy exploiting the reward model)."""
         if not len(self.eval_prompts):
             return {}
         w = self.workers
         started = time.perf_counter()
         everything = self.eval_prompts.batch(list(range(len(self.eval_prompts))), list(range(len(self.eval_prompts))))
-        scores, kl, lengths, has_eos = [], [], [], []
+        scores, kl, lengths, has_eos, samples = [], [], [], [], []
         for prompts in everything.split(self.cfg.rows_per_step):
             batch = w.rollout.generate(prompts, seed=self.cfg.train.seed + 7, eval_mode=True)
             batch = batch.union(w.reward.compute_scores(batch))
@@ -311,6 +324,8 @@ class RLController:
             kl.append(masked_sum(batch["old_logprobs"] - batch["ref_logprobs"], mask, dim=-1))  # k1, per response
             lengths.append(mask.sum(-1).float())
             has_eos.append(batch["has_eos"].float())
+            samples += eval_samples(batch, kl[-1])
+        write_jsonl(self.output_dir / EVAL_SAMPLES_DIR / f"step_{self.step:06d}.jsonl", samples)
         scores, kl, lengths, has_eos = (torch.cat(x) for x in (scores, kl, lengths, has_eos))
         metrics = {"reward_mean": float(scores.mean()), "reward_std": float(scores.std(correction=0)),
                    "kl": float(kl.mean()), "length_mean": float(lengths.mean()), "eos_rate": float(has_eos.mean()),

@@ -41,6 +41,10 @@ def test_cli_runs_two_ppo_steps_with_a_reward_model_folder(tiny_llama_dir, tiny_
     assert [(r["step"], r["split"]) for r in rows] == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval")]
     assert {"reward_mean", "reward_std", "kl"} <= set(rows[0])
     assert json.loads((out / "summary.json").read_text())["train_reward/raw_std"] > 0
+    samples = [json.loads(line) for line in (out / "eval_samples" / "step_000002.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 and (out / "eval_samples" / "step_000000.jsonl").is_file()
+    assert {"prompt", "response", "score", "kl", "length", "has_eos"} <= set(samples[0])
+    assert sum(s["score"] for s in samples) / 2 == pytest.approx(rows[-1]["reward_mean"], abs=1e-5)
 
 
 def test_cli_reports_a_bad_key_and_exits_2(tmp_path, prompt_file):

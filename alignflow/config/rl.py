@@ -112,6 +112,10 @@ class PPOTrainConfig:
     micro_batch_size: int = 4  # rows per forward/backward (gradient accumulation inside a mini-batch)
     actor_lr: float = 3e-6
     critic_lr: float = 3e-6
+    # A critic started from the policy has a fresh value head: at the body's LR it stays far from the
+    # returns for many steps (explained variance well below 0) and its advantages are mostly noise.
+    critic_head_lr: float | None = None  # the value head's LR; null = critic_lr
+    critic_warmup: int = 0  # the first N steps update only the critic, so the actor starts with a fitted baseline
     adam_eps: float = 1e-5  # Huang et al.: PyTorch's 1e-8 gives too aggressive early updates
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -196,12 +200,17 @@ class PPOConfig:
             raise ConfigError(f"rollout.max_new_tokens must be >= 1, got {rollout.max_new_tokens}")
         if not rollout.temperature > 0:
             raise ConfigError(f"rollout.temperature must be > 0, got {rollout.temperature}")
-        for key in ("actor_lr", "critic_lr"):
-            if getattr(self.train, key) <= 0:
+        for key in ("actor_lr", "critic_lr", "critic_head_lr"):
+            if getattr(self.train, key) is not None and getattr(self.train, key) <= 0:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self.train, key)}")
         for key in ("steps", "ppo_epochs"):
             if getattr(self.train, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self.train, key)}")
+        if self.train.critic_warmup and not self.needs_critic:
+            raise ConfigError(f"train.critic_warmup={self.train.critic_warmup} needs a critic, but "
+                              f"algorithm.adv_estimator={algo.adv_estimator!r} uses none")
+        if not 0 <= self.train.critic_warmup < self.train.steps:
+            raise ConfigError(f"train.critic_warmup must be in [0, train.steps), got {self.train.critic_warmup}")
         if self.train.eval_prompts < 0:
             raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
 

@@ -91,13 +91,14 @@ def run_loop(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     logger: MetricsLogger | None = None,
     head: torch.nn.Module | None = None,
+    head_lr: float | None = None,
 ) -> LoopResult:
     """Train ``model`` for the planned steps; ``unit_count`` gives the loss's normaliser per micro-batch
     (tokens for SFT, pairs for reward models) so that accumulation weights every unit equally.
-    ``head``: a reward model's scalar head, trained at ``cfg.head_lr`` when that is set."""
+    ``head``: a reward model's scalar head, trained at ``head_lr`` when that is set."""
     output_dir = Path(output_dir)
     plan = plan_steps(lengths, cfg)
-    optimizer = build_optimizer(model, cfg, head=head)
+    optimizer = build_optimizer(model, cfg, head=head, head_lr=head_lr)
     scheduler = build_scheduler(optimizer, cfg, len(plan))
     logger = logger or MetricsLogger(output_dir)
     console = logger.console

@@ -37,10 +37,10 @@ def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None)
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, *, head: nn.Module | None = None) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, head: nn.Module | None = None,
+                    head_lr: float | None = None) -> torch.optim.AdamW:
     """AdamW over trainable parameters; no weight decay on biases and norms (1-D tensors). With a
-    ``head`` and ``cfg.head_lr`` (reward models), the head's parameters train at that LR instead."""
-    head_lr = getattr(cfg, "head_lr", None)
+    ``head`` and a ``head_lr`` (a fresh reward or value head), the head's parameters train at that LR."""
     head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr else set()
     groups = []
     for lr, in_group in ((cfg.lr, lambda p: id(p) not in head_ids), (head_lr, lambda p: id(p) in head_ids)):

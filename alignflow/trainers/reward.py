@@ -114,6 +114,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger, head=reward_head(model),
+        head_lr=cfg.train.head_lr,
     )
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}

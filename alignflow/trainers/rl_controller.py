@@ -262,7 +262,8 @@ class RLController:
         batch = compute_advantages(batch, algo)
         with timed(times, "train"):
             critic_metrics = w.critic.update(batch) if w.critic is not None else {}
-            actor_metrics = w.actor.update(batch)
+            # critic warmup: the actor waits until the value baseline has been fitted for a few steps
+            actor_metrics = w.actor.update(batch) if self.step >= cfg.train.critic_warmup else {}
 
         metrics = {**rollout_metrics(batch), **critic_metrics, **actor_metrics, "kl/coef": self.kl_ctl.value}
         self.kl_ctl.update(metrics["kl/ref"], n_steps=len(batch))

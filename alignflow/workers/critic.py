@@ -98,7 +98,7 @@ class CriticWorker:
         self.model, self.tokenizer, self.algorithm, self.train_cfg = model, tokenizer, algorithm, train
         self.dtype, self.offset = dtype, offset
         optim_cfg = train.optim_config(train.critic_lr)
-        self.optimizer = build_optimizer(model, optim_cfg)
+        self.optimizer = build_optimizer(model, optim_cfg, head=value_head(model), head_lr=train.critic_head_lr)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, total_updates)
 
     @dispatch("split")

@@ -78,9 +78,10 @@ def rollout_module(policy: nn.Module, weights: str, model_dtype: str) -> nn.Modu
     return deepcopy(policy, memo).to(torch.bfloat16).eval()
 
 
-def optimizer_updates(cfg: PPOConfig) -> int:
-    """Optimizer steps over the whole run (the length of the LR schedule)."""
-    return cfg.train.steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
+def optimizer_updates(cfg: PPOConfig, steps: int | None = None) -> int:
+    """Optimizer steps over ``steps`` PPO steps (default: the whole run): the LR schedule's length."""
+    steps = cfg.train.steps if steps is None else steps
+    return steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
 
 
 def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = None,
@@ -101,7 +102,7 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
                             pad_token_id=engine.pad_token_id, eval_greedy=cfg.rollout.eval_greedy, dtype=dtype,
                             weights_source=None if engine.model is policy else policy)
     actor = ActorWorker(policy, tokenizer, algorithm=cfg.algorithm, train=cfg.train, temperature=temperature,
-                        total_updates=optimizer_updates(cfg), dtype=dtype,
+                        total_updates=optimizer_updates(cfg, cfg.train.steps - cfg.train.critic_warmup), dtype=dtype,
                         loss_norm_const=float(cfg.rollout.max_new_tokens))
     if reward_fn is None:
         reward_fn = build_reward_function(rewards=cfg.reward_specs, dtype=dtype)

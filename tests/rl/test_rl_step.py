@@ -132,3 +132,39 @@ def test_shared_rollout_weights_use_the_actor_module(ppo_config):
     ctl, workers = controller(ppo_config("model.dtype=bf16", "rollout.weights=shared"))
     assert workers.rollout.worker.engine.model is workers.actor.worker.model
     assert workers.rollout.worker.weights_source is None
+
+
+def test_critic_warmup_trains_only_the_critic_and_its_head_at_its_own_lr(ppo_config):
+    from alignflow.workers.critic import value_head
+
+    cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=3", "train.critic_warmup=1",
+                     "train.critic_lr=1e-5", "train.critic_head_lr=1e-3")
+    ctl, workers = controller(cfg)
+    actor, critic = workers.actor.worker, workers.critic.worker
+    head_ids = {id(p) for p in value_head(critic.model).parameters()}
+    lrs = {id(p): g["lr"] for g in critic.optimizer.param_groups for p in g["params"]}
+    assert head_ids and all(lr == (1e-3 if pid in head_ids else 1e-5) for pid, lr in lrs.items())
+
+    def snapshot(model):
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def moved(model, before):
+        return any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+    policy, values = snapshot(actor.model), snapshot(critic.model)
+    warmup = ctl.train_step()
+    assert moved(critic.model, values) and not moved(actor.model, policy)
+    assert "critic/value_loss" in warmup and "actor/clip_fraction" not in warmup
+    assert "actor/clip_fraction" in ctl.train_step() and moved(actor.model, policy)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.critic_warmup=3"], r"train.critic_warmup must be in \[0, train.steps\)"),
+    (["train.critic_warmup=1", "algorithm.adv_estimator=grpo", "rollout.n=2"], "needs a critic"),
+    (["train.critic_head_lr=0"], "train.critic_head_lr must be positive"),
+])
+def test_critic_settings_are_checked(ppo_config, overrides, message):
+    from alignflow.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ppo_config("train.steps=3", *overrides)

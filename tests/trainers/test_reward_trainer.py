@@ -112,7 +112,7 @@ def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_llama_dir):
 
     cfg = rm_config(tiny_llama_dir, "x", "out", "train.lr=1e-5", "train.head_lr=1e-3", "train.warmup_ratio=0.5")
     model, _ = load_reward_model(cfg.model)
-    optimizer = build_optimizer(model, cfg.train, head=reward_head(model))
+    optimizer = build_optimizer(model, cfg.train, head=reward_head(model), head_lr=cfg.train.head_lr)
     head_ids = {id(p) for p in reward_head(model).parameters()}
     lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert all(lr == (1e-3 if pid in head_ids else 1e-5) for pid, lr in lrs.items())

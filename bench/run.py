@@ -39,9 +39,10 @@ MIB = 1024  # ru_maxrss is in KiB on Linux
 # multiplier k (FLOPs = k * non-embedding params * tokens, see README), the peer case and how the
 # peer runs. Smoke sizes are tiny; the numbers they print mean nothing.
 CASES: dict[str, dict] = {
-    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2)),
+    # "padded" re-measures SFT and DPO before padding-free packing became their default.
+    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["padded"]),
     "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1)),
-    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1)),
+    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1), extra_alignflow_variants=["padded"]),
     # "autocast" re-measures rollouts before their bf16 weight copy (the before/after of that change).
     "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf", extra_alignflow_variants=["autocast"]),
     "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2), extra_alignflow_variants=["autocast"]),

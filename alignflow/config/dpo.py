@@ -12,7 +12,7 @@ from typing import Literal
 
 from alignflow.algorithms.preference import DPO_LOSSES
 from alignflow.config.loader import ConfigError
-from alignflow.config.schema import DataConfig, ModelConfig, TrainConfig
+from alignflow.config.schema import CausalLMDataConfig, ModelConfig, TrainConfig
 
 
 @dataclass
@@ -40,7 +40,7 @@ class DPOLossConfig:
 class DPOConfig:
     output_dir: str = "runs/dpo"
     model: ModelConfig = field(default_factory=ModelConfig)  # the starting policy (usually an SFT folder)
-    data: DataConfig = field(default_factory=DataConfig)  # preference pairs: {prompt, chosen, rejected}, HH, ...
+    data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)  # pairs: {prompt, chosen, rejected}, HH, ...
     train: TrainConfig = field(default_factory=TrainConfig)  # batch sizes count pairs
     loss: DPOLossConfig = field(default_factory=DPOLossConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one

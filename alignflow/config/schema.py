@@ -111,10 +111,21 @@ class TrainConfig:
 
 
 @dataclass
+class CausalLMDataConfig(DataConfig):
+    """Data for the causal-LM objectives (SFT, DPO), whose batches can be packed."""
+
+    # Padding-free batches: each micro-batch's rows are packed into as few rows of at most
+    # max_length tokens as fit, with positions restarting per sequence (alignflow.data.packing).
+    # Same loss as padded batches, without computing the padding; training checks at start that the
+    # model keeps packed sequences apart (models.forward.packing_is_exact) and refuses otherwise.
+    packing: bool = True
+
+
+@dataclass
 class SFTConfig:
     output_dir: str = "runs/sft"
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
 

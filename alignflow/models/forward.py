@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alignflow.config.loader import ConfigError
 from alignflow.data.tokenize import IGNORE_INDEX
 
 
@@ -21,20 +22,50 @@ def causal_lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return body, base.get_output_embeddings()
 
 
-def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def last_hidden_state(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Hidden states ``(batch, length, d)``. Padded rows: ``attention_mask``, positions derived from it.
+    Packed rows (``alignflow.data.packing``): ``position_ids`` and no mask."""
     body, _ = causal_lm_parts(model)
-    # position_ids from the mask: left padding must not shift the positions of real tokens.
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    if position_ids is None:  # from the mask: left padding must not shift the positions of real tokens
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     return out.last_hidden_state
+
+
+@torch.no_grad()
+def packing_is_exact(model: nn.Module) -> bool:
+    """Whether ``model`` keeps packed sequences apart: hidden states of two sequences packed in one
+    row (positions restarting, no mask) equal those of each sequence alone. Architectures whose
+    attention ignores the position resets would silently attend across sequences."""
+    vocab = model.get_input_embeddings().num_embeddings
+    first, second = torch.arange(3, 8) % vocab, torch.arange(11, 15) % vocab
+    was_training = model.training
+    model.eval()
+    try:
+        packed = last_hidden_state(model, torch.cat([first, second])[None], None,
+                                   torch.cat([torch.arange(5), torch.arange(4)])[None])
+        alone = last_hidden_state(model, second[None], torch.ones(1, 4, dtype=torch.long))
+    finally:
+        model.train(was_training)
+    return torch.allclose(packed[0, 5:].float(), alone[0].float(), atol=1e-4, rtol=1e-3)
+
+
+def require_exact_packing(model: nn.Module, model_name: str) -> None:
+    """A ``ConfigError`` naming ``data.packing`` when ``model`` fails :func:`packing_is_exact`."""
+    if not packing_is_exact(model):
+        raise ConfigError(f"data.packing: {model_name} attends across packed sequences (its attention "
+                          "ignores the position resets); set data.packing=false")
 
 
 def labelled_token_logprobs(
     model: nn.Module,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     labels: torch.Tensor,
     chunk_tokens: int = 2048,
+    position_ids: torch.Tensor | None = None,
+    sequence_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row summed next-token log-probs over labelled positions, and per-row label counts.
 
@@ -42,31 +73,38 @@ def labelled_token_logprobs(
     ``IGNORE_INDEX`` on prompt and padding. Returns ``(batch,)`` fp32 sums (differentiable) and
     ``(batch,)`` long counts. The output layer sees at most ``chunk_tokens`` labelled positions at
     a time, so the only vocabulary-wide tensor is one (chunk, vocab) block per chunk.
+
+    Packed rows (``alignflow.data.packing``) pass ``position_ids``, no mask, and ``sequence_ids``
+    (the sequence each token belongs to, -1 on padding): sums and counts are then per sequence.
     """
-    hidden = last_hidden_state(model, input_ids, attention_mask)
+    hidden = last_hidden_state(model, input_ids, attention_mask, position_ids)
     _, head = causal_lm_parts(model)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    rows = keep.nonzero()[:, 0]  # row of each kept position, in the same (row-major) order as hidden[keep]
+    if sequence_ids is None:
+        owners, count = keep.nonzero()[:, 0], hidden.shape[0]  # row of each kept position, row-major like hidden[keep]
+    else:
+        owners, count = sequence_ids[:, 1:][keep], int(sequence_ids.max()) + 1
     selected = hidden[:, :-1][keep]
     wanted = targets[keep]
-    sums = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
-    for h, y, r in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens), rows.split(chunk_tokens)):
+    sums = hidden.new_zeros(count, dtype=torch.float32)
+    for h, y, r in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens), owners.split(chunk_tokens)):
         sums = sums.index_add(0, r, -F.cross_entropy(head(h).float(), y, reduction="none"))
-    return sums, keep.sum(-1)
+    return sums, torch.bincount(owners, minlength=count)
 
 
 def labelled_token_nll(
     model: nn.Module,
     input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     labels: torch.Tensor,
     chunk_tokens: int = 2048,
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Summed next-token negative log-likelihood over labelled positions, and their count.
 
     Returning the sum (not the mean) lets the caller normalise by the tokens of the whole
     accumulated batch. Shapes as in ``labelled_token_logprobs``.
     """
-    logps, counts = labelled_token_logprobs(model, input_ids, attention_mask, labels, chunk_tokens)
+    logps, counts = labelled_token_logprobs(model, input_ids, attention_mask, labels, chunk_tokens, position_ids)
     return -logps.sum(), int(counts.sum())

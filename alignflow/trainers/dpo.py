@@ -22,6 +22,7 @@ from alignflow.algorithms.preference import dpo_loss, dpo_metrics
 from alignflow.config.dpo import DPOConfig, DPOLossConfig
 from alignflow.config.loader import to_dict
 from alignflow.models import load_policy, read_metadata, save_model
+from alignflow.models.forward import require_exact_packing
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.dpo_logps import (
@@ -73,32 +74,36 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     pairs = load_preference_pairs(cfg.data, cfg.train, encoder, output_dir=out, console=console)
     train_examples, train_pairs, val_pairs, val_sources = (
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
+    if cfg.data.packing:
+        require_exact_packing(model, cfg.model.name)
     pad, dtype, micro = tokenizer.pad_token_id, cfg.model.dtype, cfg.train.micro_batch_size
+    capacity = cfg.data.max_length if cfg.data.packing else None  # None: right-padded rows
     lengths = pairs.train_lengths
     splits = {"train": train_pairs, "validation": val_pairs}
 
     reference: Reference
     if cfg.loss.reference == "lora":
-        reference = AdapterReference(model, splits, batch_size=micro, pad_token_id=pad, dtype=dtype)
+        reference = AdapterReference(model, splits, batch_size=micro, pad_token_id=pad, dtype=dtype, capacity=capacity)
     else:
         # Only the pairs this run's step plan visits (the loop draws the same plan from the seed).
         visited = sorted({i for step in plan_steps(lengths, cfg.train) for mb in step for i in mb})
         reference = cached_reference(
             model, splits, {"train": visited, "validation": range(len(val_pairs))}, path=out / REFERENCE_FILE,
             fingerprint=reference_fingerprint(to_dict(cfg.model), splits), reuse=cfg.resume,
-            batch_size=micro, pad_token_id=pad, dtype=dtype, console=console,
+            batch_size=micro, pad_token_id=pad, dtype=dtype, console=console, capacity=capacity,
         )
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [train_pairs[i] for i in indices]
         ref = reference.logps("train", indices)
-        policy, tokens = pair_logps(model, pairs, pad, dtype)
+        policy, tokens = pair_logps(model, pairs, pad, dtype, capacity)
         loss, _, stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
                                "tokens": sum(len(c.input_ids) + len(r.input_ids) for c, r in pairs)}
 
     def evaluate() -> dict[str, float]:
-        policy, tokens = batched_pair_logps(model, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype)
+        policy, tokens = batched_pair_logps(model, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype,
+                                            capacity=capacity)
         ref = reference.logps("validation", range(len(val_pairs)))
         loss, (chosen, rejected), stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return {"loss": float(loss), **{k: float(v) for k, v in stats.items()},

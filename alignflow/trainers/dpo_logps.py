@@ -29,25 +29,29 @@ from rich.console import Console
 from alignflow.data.tokenize import Encoded
 from alignflow.models.forward import labelled_token_logprobs
 from alignflow.trainers.optim import autocast
-from alignflow.trainers.sft import collate_sft
+from alignflow.trainers.sft import collate_sft, collate_sft_packed
 
 Pair = tuple[Encoded, Encoded]
 REFERENCE_FILE = "reference_logps.pt"
 
 
-def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str,
+               capacity: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs ``(pairs, 2)`` fp32 (differentiable) and response token counts
-    ``(pairs, 2)``, from one forward over the chosen rows stacked on the rejected rows."""
-    # collate_sft labels exactly the response tokens, which is the DPO mask too.
-    batch = collate_sft([c for c, _ in pairs] + [r for _, r in pairs], pad_token_id)
+    ``(pairs, 2)``, from one forward over the chosen rows and the rejected rows: right-padded, or
+    with a ``capacity`` packed into rows of at most that many tokens (``data.packing``)."""
+    # The SFT collators label exactly the response tokens, which is the DPO mask too.
+    rows = [c for c, _ in pairs] + [r for _, r in pairs]
+    batch = collate_sft(rows, pad_token_id) if capacity is None else collate_sft_packed(rows, pad_token_id, capacity)
     with autocast(dtype):
-        sums, counts = labelled_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        sums, counts = labelled_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                               position_ids=batch["position_ids"], sequence_ids=batch["sequence_ids"])
     return sums.view(2, -1).T, counts.view(2, -1).T
 
 
 @torch.no_grad()
 def batched_pair_logps(
-    model, pairs: Sequence[Pair], *, batch_size: int, pad_token_id: int, dtype: str
+    model, pairs: Sequence[Pair], *, batch_size: int, pad_token_id: int, dtype: str, capacity: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pair_logps`` over many pairs, without gradients and in eval mode, in the order given.
 
@@ -61,7 +65,7 @@ def batched_pair_logps(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            logps[idx], counts[idx] = pair_logps(model, [pairs[i] for i in idx], pad_token_id, dtype)
+            logps[idx], counts[idx] = pair_logps(model, [pairs[i] for i in idx], pad_token_id, dtype, capacity)
     finally:
         model.train(was_training)
     return logps, counts
@@ -90,17 +94,17 @@ class AdapterReference:
     """The LoRA policy with its adapters off, computed on the fly for the requested pairs."""
 
     def __init__(self, model, pairs: dict[str, Sequence[Pair]], *, batch_size: int, pad_token_id: int,
-                 dtype: str) -> None:
+                 dtype: str, capacity: int | None = None) -> None:
         if not hasattr(model, "disable_adapter"):
             raise ValueError("an adapter reference needs a LoRA (peft) model")
         self.model, self.pairs = model, pairs
-        self.batch_size, self.pad_token_id, self.dtype = batch_size, pad_token_id, dtype
+        self.batch_size, self.pad_token_id, self.dtype, self.capacity = batch_size, pad_token_id, dtype, capacity
 
     def logps(self, split: str, indices: Sequence[int]) -> torch.Tensor:
         with self.model.disable_adapter():
             logps, _ = batched_pair_logps(self.model, [self.pairs[split][i] for i in indices],
                                           batch_size=self.batch_size, pad_token_id=self.pad_token_id,
-                                          dtype=self.dtype)
+                                          dtype=self.dtype, capacity=self.capacity)
         return logps
 
 
@@ -127,6 +131,7 @@ def cached_reference(
     pad_token_id: int,
     dtype: str,
     console: Console,
+    capacity: int | None = None,
 ) -> CachedReference:
     """Reference log-probs of the ``needed`` pairs of each split, scored by ``model`` as it is now.
 
@@ -148,7 +153,7 @@ def cached_reference(
         missing = [i for i in needed[name] if torch.isnan(values[i]).any()]
         if missing:
             values[missing], _ = batched_pair_logps(model, [pairs[i] for i in missing], batch_size=batch_size,
-                                                    pad_token_id=pad_token_id, dtype=dtype)
+                                                    pad_token_id=pad_token_id, dtype=dtype, capacity=capacity)
             missing_total += len(missing)
         logps[name] = values
     if missing_total:

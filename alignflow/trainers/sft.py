@@ -17,11 +17,12 @@ from rich.console import Console
 
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import SFTConfig
+from alignflow.data.packing import pack_sequences
 from alignflow.data.readers import read_sft
 from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right, truncation_summary
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
-from alignflow.models.forward import labelled_token_nll
+from alignflow.models.forward import labelled_token_nll, require_exact_packing
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
@@ -34,13 +35,26 @@ class SFTResult:
     metrics: dict[str, float]
 
 
-def collate_sft(rows: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor]:
+def collate_sft(rows: list[Encoded], pad_token_id: int) -> dict[str, torch.Tensor | None]:
     """Right-padded (batch, length) ids, attention mask and labels (response tokens only)."""
     batch = pad_right([r.input_ids for r in rows], pad_token_id)
     labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
     for i, row in enumerate(rows):
         labels[i, len(row.prompt_ids) : len(row.input_ids)] = torch.tensor(row.response_ids)
-    return {**batch, "labels": labels}
+    return {**batch, "position_ids": None, "sequence_ids": None, "labels": labels}
+
+
+def collate_sft_packed(rows: list[Encoded], pad_token_id: int, capacity: int) -> dict[str, torch.Tensor | None]:
+    """``rows`` packed into rows of at most ``capacity`` tokens: ids, position ids, sequence ids
+    (the index in ``rows``), labels, no mask."""
+    packed = pack_sequences([r.input_ids for r in rows], capacity, pad_token_id)
+    labels = torch.full_like(packed["input_ids"], IGNORE_INDEX)
+    for row, (at, start) in zip(rows, packed["segments"].tolist()):
+        # A sequence's first token would be "predicted" by the previous sequence's last one: never a label.
+        first = start + max(len(row.prompt_ids), 1)
+        labels[at, first : start + len(row.input_ids)] = torch.tensor(row.input_ids[first - start :])
+    return {"input_ids": packed["input_ids"], "attention_mask": None, "position_ids": packed["position_ids"],
+            "sequence_ids": packed["sequence_ids"], "labels": labels}
 
 
 def encode_examples(
@@ -74,21 +88,29 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     if cut := truncation_summary(train_rows, "training rows"):
         console.print(f"[yellow]{cut}[/]")
 
+    if cfg.data.packing:
+        require_exact_packing(model, cfg.model.name)
     pad = tokenizer.pad_token_id
 
-    def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate_sft([train_rows[i] for i in indices], pad)
+    def micro_nll(rows: list[Encoded]) -> tuple[torch.Tensor, int]:
+        if cfg.data.packing:
+            batch = collate_sft_packed(rows, pad, capacity=cfg.data.max_length)
+        else:
+            batch = collate_sft(rows, pad)
         with autocast(cfg.model.dtype):
-            nll, n_tokens = labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            return labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                      position_ids=batch["position_ids"])
+
+    def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        rows = [train_rows[i] for i in indices]
+        nll, n_tokens = micro_nll(rows)
         loss = nll / max(n_tokens, 1)
-        return loss * weight, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+        return loss * weight, {"loss": loss.item(), "tokens": sum(len(r.input_ids) for r in rows)}
 
     def evaluate() -> dict[str, float]:
         total, tokens = 0.0, 0
         for start in range(0, len(val_rows), cfg.train.micro_batch_size):
-            batch = collate_sft(val_rows[start : start + cfg.train.micro_batch_size], pad)
-            with autocast(cfg.model.dtype):
-                nll, n = labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            nll, n = micro_nll(val_rows[start : start + cfg.train.micro_batch_size])
             total, tokens = total + float(nll), tokens + n
         loss = total / max(tokens, 1)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens}

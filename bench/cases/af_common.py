@@ -18,8 +18,8 @@ CONSOLE = Console(stderr=True)
 
 
 def dtype(args: argparse.Namespace) -> str:
-    if args.variant not in ("default", "fp32", "bf16", "autocast"):
-        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast)")
+    if args.variant not in ("default", "fp32", "bf16", "autocast", "padded"):
+        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast | padded)")
     return "fp32" if args.variant == "fp32" else "bf16"
 
 
@@ -34,12 +34,13 @@ def model_config(args: argparse.Namespace):
     return ModelConfig(name=args.model, dtype=dtype(args))
 
 
-def data_config(args: argparse.Namespace, name: str, rows: int):
-    """All ``rows`` rows train (no validation split, so no evaluation runs)."""
+def data_config(args: argparse.Namespace, name: str, rows: int, cls=None, **extra):
+    """All ``rows`` rows train (no validation split, so no evaluation runs); ``cls``: a DataConfig
+    subclass taking ``extra`` keys (SFT's ``packing``)."""
     from alignflow.config.schema import DataConfig
 
-    return DataConfig(train=data_file(args, name), val_fraction=0.0, max_samples=rows, max_length=args.max_length,
-                      max_prompt_length=args.max_length - 1)
+    return (cls or DataConfig)(train=data_file(args, name), val_fraction=0.0, max_samples=rows,
+                               max_length=args.max_length, max_prompt_length=args.max_length - 1, **extra)
 
 
 def train_config(args: argparse.Namespace, batch: int):

@@ -1,4 +1,5 @@
-"""DPO with alignflow's ``train_dpo`` (sigmoid loss, beta 0.1, reference: cached).
+"""DPO with alignflow's ``train_dpo`` (sigmoid loss, beta 0.1, reference: cached), padding-free
+packed rows (its default); the ``padded`` variant pads every row instead.
 
 alignflow scores every pair the run will visit with the starting policy once, before the first
 step; TRL runs its reference inside every step. So that both pay for the reference, the time of
@@ -14,9 +15,11 @@ from af_common import CONSOLE, Stopwatch, data_config, model_config, settings, s
 
 import alignflow.trainers.dpo as dpo_module  # noqa: E402
 from alignflow.config.dpo import DPOConfig, DPOLossConfig  # noqa: E402
+from alignflow.config.schema import CausalLMDataConfig  # noqa: E402
 
 rows = args.batch * (args.warmup + args.steps)
-cfg = DPOConfig(output_dir=args.workdir, model=model_config(args), data=data_config(args, "pairs.jsonl", rows),
+data = data_config(args, "pairs.jsonl", rows, cls=CausalLMDataConfig, packing=args.variant != "padded")
+cfg = DPOConfig(output_dir=args.workdir, model=model_config(args), data=data,
                 train=train_config(args, args.batch), loss=DPOLossConfig(type="sigmoid", beta=0.1, reference="cached"),
                 resume=False)
 cfg.validate()
@@ -27,5 +30,5 @@ dpo_module.train_dpo(cfg, console=CONSOLE)
 METER.extra_seconds = reference.seconds * args.steps / (args.warmup + args.steps)
 emit(args, case="dpo", framework="alignflow", samples_per_step=args.batch,
      window=METER.window(args.warmup, args.steps),
-     settings=settings(args, beta=0.1, reference="cached", reference_seconds_total=reference.seconds,
-                       reference_seconds_added=METER.extra_seconds))
+     settings=settings(args, beta=0.1, reference="cached", packing=data.packing,
+                       reference_seconds_total=reference.seconds, reference_seconds_added=METER.extra_seconds))

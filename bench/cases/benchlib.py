@@ -132,8 +132,11 @@ class Meter:
             mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
             shape = ids.shape if ids is not None else embeds.shape[:2]
             new = shape[1]
+            pad = getattr(module.config, "pad_token_id", None)
             if isinstance(mask, torch.Tensor) and mask.dim() == 2:
                 tokens = int(mask[:, -new:].sum())
+            elif ids is not None and pad is not None:  # packed rows (no mask): padding only at row ends
+                tokens = int((ids != pad).sum())
             else:
                 tokens = shape[0] * new
             if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():

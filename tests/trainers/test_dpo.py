@@ -108,6 +108,10 @@ def test_concatenated_forward_equals_a_naive_per_row_log_softmax(tiny_llama_dir)
                 assert logps[i, j].item() == pytest.approx(expected, abs=1e-4)
     batched, _ = batched_pair_logps(model, pairs, batch_size=3, pad_token_id=tokenizer.pad_token_id, dtype="fp32")
     torch.testing.assert_close(batched, logps.detach(), atol=1e-5, rtol=0)
+    # data.packing: the same sums from rows packed several sequences to a row.
+    packed, packed_counts = pair_logps(model, pairs, tokenizer.pad_token_id, "fp32", capacity=256)
+    torch.testing.assert_close(packed, logps, atol=1e-4, rtol=0)
+    assert torch.equal(packed_counts, counts)
 
 
 def test_cached_reference_is_the_starting_policy_and_is_read_back(tiny_llama_dir, tmp_path, monkeypatch):

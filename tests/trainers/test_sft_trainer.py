@@ -107,3 +107,39 @@ def test_nan_loss_stops_with_rows_named_and_state_saved(tiny_llama_dir, sft_file
     with pytest.raises(TrainingError, match=r"non-finite loss .* rows: .*sft\.jsonl:\d+"):
         train_sft(sft_config(tiny_llama_dir, sft_file, tmp_path / "run", "train.eval_every=0"))
     assert list((tmp_path / "run" / "checkpoints").glob("step-*/model/model.safetensors"))
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_packed_batches_give_the_padded_loss(model_fixture, request):
+    from alignflow.models import load_policy
+    from alignflow.models.forward import labelled_token_nll, packing_is_exact
+    from alignflow.trainers.sft import collate_sft_packed
+
+    cfg = sft_config(request.getfixturevalue(model_fixture), "x.jsonl", "out")
+    model, tokenizer = load_policy(cfg.model)
+    assert packing_is_exact(model)
+    encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=64, max_prompt_length=32)
+    rows = [encoder.encode([{"role": "user", "content": q}], a) for q, a in [
+        ("hello", "Paris is the capital of France."), ("a much longer question about many things", "ok"),
+        ("why", "because"), ("what is two plus two", "four, of course")]]
+    padded = collate_sft(rows, tokenizer.pad_token_id)
+    packed = collate_sft_packed(rows, tokenizer.pad_token_id, capacity=128)
+    assert packed["input_ids"].shape[0] < len(rows) and packed["attention_mask"] is None
+    nll_padded, n_padded = labelled_token_nll(model, padded["input_ids"], padded["attention_mask"], padded["labels"])
+    nll_packed, n_packed = labelled_token_nll(model, packed["input_ids"], None, packed["labels"],
+                                              position_ids=packed["position_ids"])
+    assert n_packed == n_padded == sum(len(r.response_ids) for r in rows)
+    assert nll_packed.item() == pytest.approx(nll_padded.item(), rel=1e-4)
+
+
+def test_sft_with_packing_trains(tiny_llama_dir, sft_file, tmp_path):
+    result = train_sft(sft_config(tiny_llama_dir, sft_file, tmp_path / "run", "data.packing=true"))
+    assert result.metrics["eval_loss"] < result.metrics["initial_eval_loss"] - 0.5
+
+
+def test_packing_refuses_a_model_that_attends_across_sequences(tiny_llama_dir, sft_file, tmp_path, monkeypatch):
+    from alignflow.config import ConfigError
+
+    monkeypatch.setattr("alignflow.models.forward.packing_is_exact", lambda model: False)
+    with pytest.raises(ConfigError, match="set data.packing=false"):
+        train_sft(sft_config(tiny_llama_dir, sft_file, tmp_path / "run", "data.packing=true"))

@@ -8,7 +8,9 @@ is applied at every position instead of only the last one. Two starts (``algorit
   values are already informed; the reward model's centring offset is added like the scorer does.
   This needs a decoder that reads the policy's tokens (same tokenizer); a bidirectional encoder
   (MiniLM, BERT) would let each position see the future.
-* ``policy``: the policy's body with a fresh scalar head (std 1/sqrt(d+1)).
+* ``policy``: the policy's body with a fresh scalar head set to zero, so every value starts at 0:
+  the mean of a centred reward model's scores. A random head (std 1/sqrt(d+1)) on SmolLM2 gave
+  values far off the returns (explained variance about -17) that took many steps to unlearn.
 
 The value at response index ``t`` is ``V(prompt + response[:t])``, read at the hidden state that
 predicts token ``t`` (the same positions as the log-probs).
@@ -74,6 +76,10 @@ def load_critic_model(init: str, model_cfg: ModelConfig, reward_model_dir: str =
     # A reward-model folder brings its trained head; the policy gets a fresh one.
     name = str(reward_model_dir) if init == "reward_model" else model_cfg.name
     model, tokenizer = load_reward_model(replace(model_cfg, name=name))
+    if init == "policy":
+        with torch.no_grad():
+            for param in value_head(model).parameters():
+                param.zero_()
     return model, tokenizer, float(getattr(model.config, OFFSET_KEY, 0.0) or 0.0)
 
 

@@ -47,3 +47,12 @@ def test_auto_uses_a_compatible_reward_model_and_falls_back_for_encoders(tiny_ll
     with pytest.raises(ValueError, match="critic_init=reward_model: .*encoder"):
         resolve_critic_init("reward_model", str(tiny_bert_dir), tokenizer)
     assert resolve_critic_init("policy", str(tiny_rm_dir), tokenizer)[0] == "policy"
+
+
+def test_critic_from_the_policy_starts_at_value_zero(tiny_llama_dir):
+    """A fresh head set to zero: every value starts at 0, the mean score of a centred reward model."""
+    critic, _, offset = load_critic_model("policy", ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
+    batch = Batch(tensors={"prompt_ids": torch.tensor([[5, 6, 7]]), "prompt_mask": torch.ones(1, 3, dtype=torch.long),
+                           "response_ids": torch.tensor([[8, 9]]), "response_mask": torch.ones(1, 2, dtype=torch.long)})
+    with torch.no_grad():
+        assert offset == 0.0 and torch.equal(token_values(critic, batch), torch.zeros(1, 2))

@@ -39,9 +39,11 @@ MIB = 1024  # ru_maxrss is in KiB on Linux
 # multiplier k (FLOPs = k * non-embedding params * tokens, see README), the peer case and how the
 # peer runs. Smoke sizes are tiny; the numbers they print mean nothing.
 CASES: dict[str, dict] = {
-    # "padded" re-measures SFT and DPO before padding-free packing became their default.
-    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["padded"]),
-    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1)),
+    # "padded" re-measures SFT, RM and DPO before padding-free packing became their default; TRL's SFT
+    # also runs padding-free (documented for FlashAttention only; transformers' SDPA path handles it).
+    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["padded"],
+                extra_trl_variants=["padding_free"]),
+    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1), extra_alignflow_variants=["padded"]),
     "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1), extra_alignflow_variants=["padded"]),
     # "autocast" re-measures rollouts before their bf16 weight copy (the before/after of that change).
     "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf", extra_alignflow_variants=["autocast"]),
@@ -225,7 +227,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, str, str]]
         variants = af + [v for v in CASES[case].get("extra_alignflow_variants", []) if v not in af]
         runs = [("alignflow", v, f"alignflow_{case}.py") for v in variants]
         if peer == "trl":
-            runs += [("trl", v, f"trl_{case}.py") for v in trl]
+            extra = [v for v in CASES[case].get("extra_trl_variants", []) if v not in trl]
+            runs += [("trl", v, f"trl_{case}.py") for v in trl + extra]
         elif peer == "hf":
             runs += [("hf", v, "hf_generate.py") for v in hf]
         out.append((case, runs))

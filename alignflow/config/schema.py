@@ -112,7 +112,8 @@ class TrainConfig:
 
 @dataclass
 class CausalLMDataConfig(DataConfig):
-    """Data for the causal-LM objectives (SFT, DPO), whose batches can be packed."""
+    """Data whose batches can be packed: SFT, DPO, and reward models on a causal decoder (an
+    encoder backbone such as MiniLM reads a pooled [CLS] state and always pads)."""
 
     # Padding-free batches: each micro-batch's rows are packed into as few rows of at most
     # max_length tokens as fit, with positions restarting per sequence (alignflow.data.packing).
@@ -158,7 +159,7 @@ class RewardLossConfig:
 class RewardConfig:
     output_dir: str = "runs/rm"
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="minilm-l6"))
-    data: DataConfig = field(default_factory=DataConfig)
+    data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)  # packing: decoder backbones only
     train: RewardTrainConfig = field(default_factory=RewardTrainConfig)
     loss: RewardLossConfig = field(default_factory=RewardLossConfig)
     resume: bool = True

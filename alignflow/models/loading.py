@@ -22,6 +22,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from alignflow.config.schema import LoraConfig, ModelConfig
 from alignflow.models.registry import ModelNotFoundError, ModelSource, cache_dir, resolve_model
@@ -222,6 +223,20 @@ def reward_head(model: nn.Module) -> nn.Linear:
         if head is not None and isinstance(getattr(head, "out_proj", None), nn.Linear):
             return head.out_proj
     raise TypeError(f"cannot find the scalar head of {type(base).__name__}")
+
+
+def value_head(model: nn.Module) -> nn.Module:
+    """The scalar head to call on hidden states: a decoder's ``score`` (under LoRA, peft's wrapper
+    around it, which holds the trained copy), else :func:`reward_head`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = getattr(base, "score", None)
+    return head if head is not None else reward_head(model)
+
+
+def is_causal_decoder(config) -> bool:
+    """Whether a config's architecture reads left to right (Llama, GPT-2), not an encoder (BERT)."""
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def apply_lora(model: PreTrainedModel, cfg: LoraConfig, *, task_type: str) -> PreTrainedModel:

@@ -23,8 +23,10 @@ from alignflow.algorithms.preference import (
 )
 from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
+from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import Encoded, pad_right
-from alignflow.models import load_reward_model, reward_head
+from alignflow.models import is_causal_decoder, load_reward_model, reward_head, value_head
+from alignflow.models.forward import last_hidden_state, require_exact_packing
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
@@ -40,13 +42,27 @@ class RewardResult:
     metrics: dict[str, float]
 
 
-def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows first, then rejected: (2 * pairs, length), right-padded."""
-    return pad_right([c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs], pad_token_id)
+def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int,
+                  capacity: int | None = None) -> dict[str, torch.Tensor]:
+    """Chosen sequences first, then rejected: right-padded rows ``(2 * pairs, length)``, or with a
+    ``capacity`` packed rows (``alignflow.data.packing``) plus ``last_token``: each sequence's
+    ``(row, index)`` of its final token, where a decoder reads the reward."""
+    sequences = [c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs]
+    if capacity is None:
+        return pad_right(sequences, pad_token_id)
+    packed = pack_sequences(sequences, capacity, pad_token_id)
+    lengths = torch.tensor([len(s) for s in sequences])
+    last_token = packed["segments"] + torch.stack([torch.zeros_like(lengths), lengths - 1], dim=1)
+    return {"input_ids": packed["input_ids"], "position_ids": packed["position_ids"], "last_token": last_token}
 
 
 def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
+    if "last_token" in batch:  # packed: the score head at each sequence's final token, as HF pools it
+        hidden = last_hidden_state(model, batch["input_ids"], None, batch["position_ids"])
+        rows, index = batch["last_token"].unbind(1)
+        scores = value_head(model)(hidden[rows, index])[:, 0].float()
+    else:
+        scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
     half = scores.shape[0] // 2
     return scores[:half], scores[half:]
 
@@ -61,22 +77,26 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     train_examples, train_pairs, val_pairs, val_sources = (
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad = tokenizer.pad_token_id
+    capacity = None  # padded rows
+    if cfg.data.packing and is_causal_decoder(model.config):
+        require_exact_packing(model, cfg.model.name)
+        capacity = cfg.data.max_length
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate_pairs([train_pairs[i] for i in indices], pad)
+        batch = collate_pairs([train_pairs[i] for i in indices], pad, capacity)
         with autocast(cfg.model.dtype):
             chosen, rejected = pair_rewards(model, batch)
         loss = bradley_terry_loss(chosen, rejected, margin=cfg.loss.margin or None)
         if cfg.loss.center_coef:
             loss = loss + reward_centering_loss(chosen, rejected, cfg.loss.center_coef)
         stats = preference_metrics(chosen.detach(), rejected.detach())
-        return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
-                               "tokens": int(batch["attention_mask"].sum())}
+        tokens = sum(len(c.input_ids) + len(r.input_ids) for c, r in (train_pairs[i] for i in indices))
+        return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()}, "tokens": tokens}
 
     def score_validation() -> tuple[torch.Tensor, torch.Tensor]:
         chosen, rejected = [], []
         for start in range(0, len(val_pairs), cfg.train.micro_batch_size * 2):
-            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad)
+            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad, capacity)
             with autocast(cfg.model.dtype):
                 c, r = pair_rewards(model, batch)
             chosen.append(c)

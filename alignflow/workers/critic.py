@@ -24,13 +24,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from alignflow.algorithms import clipped_value_loss, masked_mean
 from alignflow.batch import Batch
 from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
 from alignflow.config.schema import ModelConfig
-from alignflow.models import load_reward_model, load_tokenizer, reward_head
+from alignflow.models import is_causal_decoder, load_reward_model, load_tokenizer, value_head
 from alignflow.models.reward_io import OFFSET_KEY
 from alignflow.trainers.optim import autocast, build_optimizer, build_scheduler
 from alignflow.workers.actor import response_hidden
@@ -49,9 +48,9 @@ def reward_model_critic_problem(reward_model_dir: str | Path, policy_tokenizer) 
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(reward_model_dir)
-    kind = config.model_type
-    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return f"the reward model is a {kind!r} encoder, not a causal decoder (its positions see the future)"
+    if not is_causal_decoder(config):
+        return (f"the reward model is a {config.model_type!r} encoder, not a causal decoder "
+                "(its positions see the future)")
     if load_tokenizer(str(reward_model_dir)).get_vocab() != policy_tokenizer.get_vocab():
         return "the reward model's tokenizer differs from the policy's, so it cannot read the policy's tokens"
     return None
@@ -81,13 +80,6 @@ def load_critic_model(init: str, model_cfg: ModelConfig, reward_model_dir: str =
             for param in value_head(model).parameters():
                 param.zero_()
     return model, tokenizer, float(getattr(model.config, OFFSET_KEY, 0.0) or 0.0)
-
-
-def value_head(model) -> nn.Module:
-    """The scalar head (under LoRA, peft's wrapper around it, which is what must be called)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = getattr(base, "score", None)
-    return head if head is not None else reward_head(model)
 
 
 def token_values(model, batch: Batch, offset: float = 0.0) -> torch.Tensor:

@@ -43,13 +43,13 @@ def data_config(args: argparse.Namespace, name: str, rows: int, cls=None, **extr
                                max_length=args.max_length, max_prompt_length=args.max_length - 1, **extra)
 
 
-def train_config(args: argparse.Namespace, batch: int):
+def train_config(args: argparse.Namespace, batch: int, cls=None):
     """``batch`` rows per optimizer step in one micro-batch, constant LR, no evaluation, no
-    intermediate checkpoints, one log line at the end."""
+    intermediate checkpoints, one log line at the end; ``cls``: a TrainConfig subclass."""
     from alignflow.config.schema import TrainConfig
 
     steps = args.warmup + args.steps
-    return TrainConfig(seed=args.seed, lr=args.lr, batch_size=batch, micro_batch_size=batch, grad_accum=1,
+    return (cls or TrainConfig)(seed=args.seed, lr=args.lr, batch_size=batch, micro_batch_size=batch, grad_accum=1,
                        max_steps=steps, warmup_ratio=0.0, scheduler="constant", eval_every=0, save_every=0,
                        log_every=steps, threads=args.threads)
 

@@ -1,5 +1,6 @@
 """Reward model with alignflow's ``train_reward_model``: Bradley-Terry on the same pairs, SmolLM2
-body with a fresh scalar head (chosen and rejected in one forward)."""
+body with a fresh scalar head (chosen and rejected in one forward), padding-free packed rows (its
+default for decoder backbones); the ``padded`` variant pads every row instead."""
 
 import benchlib
 from benchlib import METER, emit
@@ -8,14 +9,15 @@ args = benchlib.case_args(__doc__)
 
 from af_common import CONSOLE, data_config, model_config, settings, start, train_config  # noqa: E402
 
-from alignflow.config.schema import RewardConfig  # noqa: E402
+from alignflow.config.schema import CausalLMDataConfig, RewardConfig, RewardTrainConfig  # noqa: E402
 from alignflow.trainers.reward import train_reward_model  # noqa: E402
 
 rows = args.batch * (args.warmup + args.steps)
-cfg = RewardConfig(output_dir=args.workdir, model=model_config(args), data=data_config(args, "pairs.jsonl", rows),
-                   train=train_config(args, args.batch), resume=False)
+data = data_config(args, "pairs.jsonl", rows, cls=CausalLMDataConfig, packing=args.variant != "padded")
+cfg = RewardConfig(output_dir=args.workdir, model=model_config(args), data=data,
+                   train=train_config(args, args.batch, cls=RewardTrainConfig), resume=False)
 cfg.validate()
 start(args)
 train_reward_model(cfg, console=CONSOLE)
 emit(args, case="rm", framework="alignflow", samples_per_step=args.batch,
-     window=METER.window(args.warmup, args.steps), settings=settings(args))
+     window=METER.window(args.warmup, args.steps), settings=settings(args, packing=data.packing))

@@ -42,7 +42,8 @@ def training_kwargs(args: argparse.Namespace, *, batch: int) -> dict:
     constant LR, no logging / evaluation / saving / reporting, CPU, no dataloader workers.
 
     Variant ``default`` leaves precision and gradient checkpointing to TRL (its defaults: bf16 on,
-    gradient checkpointing on); ``fp32`` turns both off.
+    gradient checkpointing on); ``fp32`` turns both off; ``padding_free`` (SFT) is ``default`` plus
+    TRL's ``padding_free=True``, set by the case.
     """
     kwargs = dict(
         output_dir=args.workdir, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
@@ -53,8 +54,8 @@ def training_kwargs(args: argparse.Namespace, *, batch: int) -> dict:
     )
     if args.variant == "fp32":
         kwargs.update(bf16=False, gradient_checkpointing=False)
-    elif args.variant != "default":
-        raise SystemExit(f"unknown TRL variant {args.variant!r} (default | fp32)")
+    elif args.variant not in ("default", "padding_free"):
+        raise SystemExit(f"unknown TRL variant {args.variant!r} (default | fp32 | padding_free)")
     return kwargs
 
 

@@ -1,4 +1,5 @@
-"""SFT with TRL's SFTTrainer: prompt-completion chat rows, loss on the completion only."""
+"""SFT with TRL's SFTTrainer: prompt-completion chat rows, loss on the completion only; the
+``padding_free`` variant flattens each batch into one row (TRL's ``padding_free=True``)."""
 
 import benchlib
 from benchlib import METER, data_file, emit, read_jsonl
@@ -14,9 +15,11 @@ dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "as
                              for r in rows])
 tokenizer = load_tokenizer(args.model)
 model = load_causal_lm(args.model, tokenizer)
-config = SFTConfig(**training_kwargs(args, batch=args.batch), max_length=args.max_length, packing=False)
+config = SFTConfig(**training_kwargs(args, batch=args.batch), max_length=args.max_length, packing=False,
+                   padding_free=args.variant == "padding_free")
 start(args.model)
 trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 trainer.train()
 emit(args, case="sft", framework="trl", samples_per_step=args.batch,
-     window=METER.window(args.warmup, args.steps), settings=settings(trainer))
+     window=METER.window(args.warmup, args.steps),
+     settings={**settings(trainer), "padding_free": config.padding_free})

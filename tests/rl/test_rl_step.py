@@ -135,7 +135,7 @@ def test_shared_rollout_weights_use_the_actor_module(ppo_config):
 
 
 def test_critic_warmup_trains_only_the_critic_and_its_head_at_its_own_lr(ppo_config):
-    from alignflow.workers.critic import value_head
+    from alignflow.models import value_head
 
     cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=3", "train.critic_warmup=1",
                      "train.critic_lr=1e-5", "train.critic_head_lr=1e-3")

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from alignflow.cli.main import app
 from alignflow.config import RewardConfig, load_config
+from alignflow.config.schema import ModelConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.models import load_tokenizer
@@ -52,6 +53,23 @@ def test_pairs_share_the_prompt_and_are_stacked_chosen_first(tiny_llama_dir):
     assert batch["input_ids"].shape[0] == 2
     assert batch["attention_mask"][0].sum() == len(chosen.input_ids)
     assert batch["attention_mask"][1].sum() == len(rejected.input_ids)
+
+
+def test_packed_pairs_give_the_padded_rewards(tiny_llama_dir):
+    from alignflow.models import load_reward_model
+    from alignflow.trainers.reward import pair_rewards
+
+    model, tokenizer = load_reward_model(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
+    encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=64, max_prompt_length=24)
+    pairs = [encoder.encode_pair([{"role": "user", "content": q}], a, b) for q, a, b in [
+        ("hi", "yes please", "no"), ("what is the capital of France", "Paris", "I do not know, sorry"),
+        ("why", "because it rains", "ok")]]
+    packed = collate_pairs(pairs, tokenizer.pad_token_id, capacity=256)
+    assert packed["input_ids"].shape[0] < 2 * len(pairs) and "attention_mask" not in packed
+    padded = collate_pairs(pairs, tokenizer.pad_token_id)
+    with torch.no_grad():
+        for got, want in zip(pair_rewards(model, packed), pair_rewards(model, padded)):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_long_prompts_are_cut_from_the_left_keeping_the_response(tiny_llama_dir):

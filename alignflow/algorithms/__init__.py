@@ -49,7 +49,12 @@ from alignflow.algorithms.preference import (
     reward_centering_loss,
 )
 from alignflow.algorithms.registry import Registry
-from alignflow.algorithms.rewards import apply_missing_eos_penalty, kl_penalized_token_rewards, whiten_rewards
+from alignflow.algorithms.rewards import (
+    apply_missing_eos_penalty,
+    kl_penalized_token_rewards,
+    score_token_rewards,
+    whiten_rewards,
+)
 from alignflow.algorithms.sequences import first_true, last_token_index, truncate_after_eos
 from alignflow.algorithms.sft_loss import IGNORE_INDEX, masked_token_nll
 from alignflow.algorithms.value_loss import clipped_value_loss, explained_variance
@@ -85,6 +90,7 @@ __all__ = [
     "grpo_advantages",
     "kl_estimate",
     "kl_penalized_token_rewards",
+    "score_token_rewards",
     "last_token_index",
     "logprobs_from_logits",
     "masked_count",

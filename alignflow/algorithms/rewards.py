@@ -38,12 +38,16 @@ def kl_penalized_token_rewards(
     mask = response_mask.to(torch.bool)
     kl = kl_estimate(logprobs.float(), ref_logprobs.float(), kl_estimator)
     kl = torch.where(mask, kl, torch.zeros_like(kl))
-    token_rewards = -kl_coef * kl
+    return -kl_coef * kl + score_token_rewards(scores, response_mask), kl
+
+
+def score_token_rewards(scores: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """``(batch, response_len)`` fp32 zeros except the sequence score at each last real token."""
     last = last_token_index(response_mask)
     if (last < 0).any():
         raise ValueError("a response has no real token (empty response_mask row); its score has nowhere to go")
-    token_rewards = token_rewards.scatter_add(1, last.unsqueeze(-1), scores.to(token_rewards.dtype).unsqueeze(-1))
-    return token_rewards, kl
+    token_rewards = torch.zeros(response_mask.shape, dtype=torch.float32)
+    return token_rewards.scatter_add(1, last.unsqueeze(-1), scores.float().unsqueeze(-1))
 
 
 def apply_missing_eos_penalty(scores: torch.Tensor, has_eos: torch.Tensor, penalty_value: float) -> torch.Tensor:

@@ -35,10 +35,12 @@ from alignflow.algorithms import (
     build_kl_controller,
     explained_variance,
     get_advantage_estimator,
+    kl_estimate,
     kl_penalized_token_rewards,
     masked_mean,
     masked_sum,
     masked_var,
+    score_token_rewards,
     whiten_rewards,
 )
 from alignflow.batch import Batch
@@ -130,18 +132,26 @@ def shape_rewards(batch: Batch, algorithm: AlgorithmConfig, kl_coef: float) -> B
     """Per-token rewards from sequence scores (Huang et al. 2024, details 13, 14 and 16).
 
     ``scores``: the raw score, replaced by ``missing_eos_penalty`` for responses without EOS.
-    ``token_rewards``: ``-kl_coef * KL_t`` on every token (only when ``kl_in_reward``) plus the
-    score at the last real token, optionally whitened. ``kl``: the per-token KL estimate.
+    ``token_rewards``: ``-kl_coef * KL_t`` on every token (only when ``kl_in_reward``, which needs
+    ``old_logprobs``) plus the score at the last real token, optionally whitened.
     """
     scores = batch["raw_scores"]
     if algorithm.missing_eos_penalty is not None:
         scores = apply_missing_eos_penalty(scores, batch["has_eos"], algorithm.missing_eos_penalty)
-    beta = kl_coef if algorithm.kl_in_reward else 0.0
-    token_rewards, kl = kl_penalized_token_rewards(scores, batch["old_logprobs"], batch["ref_logprobs"],
-                                                   batch["response_mask"], beta, algorithm.kl_estimator)
+    if algorithm.kl_in_reward:
+        token_rewards, _ = kl_penalized_token_rewards(scores, batch["old_logprobs"], batch["ref_logprobs"],
+                                                      batch["response_mask"], kl_coef, algorithm.kl_estimator)
+    else:
+        token_rewards = score_token_rewards(scores, batch["response_mask"])
     if algorithm.whiten_rewards:
         token_rewards = whiten_rewards(token_rewards, batch["response_mask"])
-    return batch.union(Batch(tensors={"scores": scores, "token_rewards": token_rewards, "kl": kl}))
+    return batch.union(Batch(tensors={"scores": scores, "token_rewards": token_rewards}))
+
+
+def token_kl(batch: Batch, algorithm: AlgorithmConfig) -> Batch:
+    """``kl``: the per-token KL estimate of the behaviour policy to the reference (0 on padding)."""
+    kl = kl_estimate(batch["old_logprobs"].float(), batch["ref_logprobs"].float(), algorithm.kl_estimator)
+    return batch.union(Batch(tensors={"kl": torch.where(batch["response_mask"].bool(), kl, torch.zeros_like(kl))}))
 
 
 def compute_advantages(batch: Batch, algorithm: AlgorithmConfig) -> Batch:
@@ -231,6 +241,10 @@ class RLController:
                        build_kl_controller("adaptive", init_coef=algo.kl_coef, target=algo.target_kl,
                                            horizon=algo.horizon))
         self.alerts = AlertMonitor(cfg.alerts)
+        # One optimizer step per batch (one epoch, one mini-batch) with the KL outside the reward:
+        # the update's own forward is the behaviour policy, so no separate log-prob pass runs.
+        self.single_update = (cfg.train.ppo_epochs == 1 and cfg.train.mini_batch_size == cfg.rows_per_step
+                              and not algo.kl_in_reward)
         self.step = 0
         self.prompts_consumed = 0  # position in the prompt stream (the data order)
         self.history: list[dict[str, Any]] = []
@@ -252,9 +266,12 @@ class RLController:
         batch.info["step"] = self.step
         with timed(times, "score"):
             batch = batch.union(w.reward.compute_scores(batch))
+        actor_trains = self.step >= cfg.train.critic_warmup  # the first steps may fit only the critic
+        on_policy = actor_trains and self.single_update
         with timed(times, "logprobs"):  # reference and behaviour log-probs, logits / temperature
             batch = batch.union(w.reference.compute_ref_logprobs(batch))
-            batch = batch.union(w.actor.compute_logprobs(batch))
+            if not on_policy:
+                batch = batch.union(w.actor.compute_logprobs(batch))
         if w.critic is not None:
             with timed(times, "values"):
                 batch = batch.union(w.critic.compute_values(batch))
@@ -262,8 +279,14 @@ class RLController:
         batch = compute_advantages(batch, algo)
         with timed(times, "train"):
             critic_metrics = w.critic.update(batch) if w.critic is not None else {}
-            # critic warmup: the actor waits until the value baseline has been fitted for a few steps
-            actor_metrics = w.actor.update(batch) if self.step >= cfg.train.critic_warmup else {}
+            actor_metrics = {}
+            if on_policy:  # the update's own forward gives the behaviour log-probs (and entropy)
+                update = w.actor.update_on_policy(batch)
+                actor_metrics = update.info["metrics"]
+                batch = batch.union(Batch(tensors=update.tensors))
+            elif actor_trains:
+                actor_metrics = w.actor.update(batch)
+        batch = token_kl(batch, algo)
 
         metrics = {**rollout_metrics(batch), **critic_metrics, **actor_metrics, "kl/coef": self.kl_ctl.value}
         self.kl_ctl.update(metrics["kl/ref"], n_steps=len(batch))

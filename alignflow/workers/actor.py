@@ -153,16 +153,37 @@ class ActorWorker:
             add_weighted(totals, self._optimizer_step(mini), 1.0 / len(mini_batches))
         return {f"actor/{k}": v for k, v in totals.items()}
 
-    def _optimizer_step(self, mini: Batch) -> dict[str, Any]:
+    @dispatch("split")
+    def update_on_policy(self, batch: Batch) -> Batch:
+        """One optimizer step over the whole ``batch``, sampled from the current weights and without
+        ``old_logprobs``: the behaviour log-probs are this step's own forward, detached (ratio 1), so
+        no separate pass computes them (TRL's GRPO skips it the same way when a batch gets one update).
+
+        Returns ``old_logprobs`` and ``entropy`` ``(B, R)`` as ``compute_logprobs`` would have given
+        them, and the step's metrics in ``info["metrics"]``.
+        """
+        self.model.train()
+        behaviour: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stats = self._optimizer_step(batch, behaviour)
+        logprobs, entropy = (torch.cat(parts) for parts in zip(*behaviour))
+        return Batch(tensors={"old_logprobs": logprobs, "entropy": entropy},
+                     info={"metrics": {f"actor/{k}": v for k, v in stats.items()}})
+
+    def _optimizer_step(self, mini: Batch, behaviour: list | None = None) -> dict[str, Any]:
+        """One optimizer step over ``mini`` in micro-batches. Without ``old_logprobs`` in ``mini``
+        the forward's own detached log-probs stand in, appended with the entropy to ``behaviour``."""
         algo = self.algorithm
         micro_batches = mini.split(self.train_cfg.micro_batch_size)
         stats: dict[str, float] = {}
         for micro, weight in zip(micro_batches, micro_batch_weights(micro_batches, algo.loss_agg_mode)):
             with autocast(self.dtype):
                 logprobs, entropy = response_logprobs(self.model, micro, self.temperature, with_entropy=True)
+            if behaviour is not None:
+                behaviour.append((logprobs.detach().float(), entropy.detach().float()))
+            old_logprobs = micro["old_logprobs"] if behaviour is None else behaviour[-1][0]
             mask = micro["response_mask"]
             pg_loss, metrics = self.policy_loss(
-                logprobs=logprobs, old_logprobs=micro["old_logprobs"], advantages=micro["advantages"],
+                logprobs=logprobs, old_logprobs=old_logprobs, advantages=micro["advantages"],
                 response_mask=mask, loss_agg_mode=algo.loss_agg_mode, clip_low=algo.clip_low,
                 clip_high=algo.clip_high, dual_clip=algo.dual_clip, norm_const=self.loss_norm_const)
             entropy_term = aggregate_loss(entropy, mask, algo.loss_agg_mode, self.loss_norm_const)

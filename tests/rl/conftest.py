@@ -42,6 +42,11 @@ def length_reward(prompts, responses, metadata):
     return [len(r) / 10.0 for r in responses]
 
 
+def text_reward(prompts, responses, metadata):
+    """Differs between responses of the same length: a deterministic hash of the text."""
+    return [(sum(map(ord, r)) % 11) / 10.0 for r in responses]
+
+
 def nan_reward(prompts, responses, metadata):
     return [float("nan")] * len(responses)
 '''

@@ -7,7 +7,7 @@ from alignflow.algorithms import gae_advantages, whiten_rewards
 from alignflow.batch import Batch
 from alignflow.config.rl import AlgorithmConfig
 from alignflow.rollout import SamplingParams
-from alignflow.trainers.rl_controller import compute_advantages, prompt_order, shape_rewards
+from alignflow.trainers.rl_controller import compute_advantages, prompt_order, shape_rewards, token_kl
 from alignflow.workers import RewardWorker, RolloutWorker, build_local_workers
 
 EOS, PAD = 2, 0
@@ -78,7 +78,7 @@ def test_responses_are_cut_after_the_first_eos_and_unfinished_ones_penalised():
         [-0.05 + 4.0, 0.0, 0.0, 0.0],
     ])
     torch.testing.assert_close(shaped["token_rewards"], expected)
-    torch.testing.assert_close(shaped["kl"], 0.5 * batch["response_mask"].float())
+    torch.testing.assert_close(token_kl(shaped, AlgorithmConfig())["kl"], 0.5 * batch["response_mask"].float())
 
 
 def test_kl_as_loss_leaves_only_the_score_in_the_reward_and_penalty_can_be_off():
@@ -88,7 +88,7 @@ def test_kl_as_loss_leaves_only_the_score_in_the_reward_and_penalty_can_be_off()
     algo = AlgorithmConfig(kl_in_reward=False, kl_loss_coef=0.1, missing_eos_penalty=None)
     shaped = shape_rewards(batch, algo, kl_coef=0.1)
     assert shaped["token_rewards"].tolist() == [[0, 2.0, 0, 0], [0, 0, 0, 3.0], [4.0, 0, 0, 0]]
-    assert shaped["kl"].sum() > 0  # still measured for the metrics and the KL loss
+    assert token_kl(shaped, algo)["kl"].sum() > 0  # still measured for the metrics
 
 
 def test_advantage_options_reach_the_estimator():

@@ -168,3 +168,28 @@ def test_critic_settings_are_checked(ppo_config, overrides, message):
 
     with pytest.raises(ConfigError, match=message):
         ppo_config("train.steps=3", *overrides)
+
+
+def test_a_single_update_per_batch_reuses_its_own_forward_as_the_behaviour_policy(ppo_config, monkeypatch):
+    """One epoch, one mini-batch, KL outside the reward: the update is on-policy, so the separate
+    behaviour log-prob pass is skipped and the step (weights and metrics) is the same as with it."""
+    from alignflow.workers.actor import ActorWorker
+
+    cfg = ppo_config("algorithm.adv_estimator=grpo", "rollout.n=2", "algorithm.kl_in_reward=false",
+                     "algorithm.kl_loss_coef=0.1", "algorithm.kl_estimator=k3", "train.prompts_per_step=2",
+                     "algorithm.missing_eos_penalty=null", "train.ppo_epochs=1", "train.mini_batch_size=4",
+                     "reward_function=ppo_test_rewards:text_reward")
+    two_pass, two_pass_workers = controller(cfg)
+    two_pass.single_update = False
+    expected = two_pass.train_step()
+
+    one_pass, workers = controller(cfg)
+    assert one_pass.single_update
+    monkeypatch.setattr(ActorWorker, "compute_logprobs", lambda *a, **k: pytest.fail("behaviour pass ran"))
+    metrics = one_pass.train_step()
+    for name, param in workers.actor.worker.model.named_parameters():
+        torch.testing.assert_close(param, dict(two_pass_workers.actor.worker.model.named_parameters())[name],
+                                   atol=1e-6, rtol=1e-5)
+    for key in ("kl/ref", "policy/entropy", "rollout/logprob_gap", "actor/pg_loss", "actor/kl_loss", "reward/raw_mean"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-5), key
+    assert metrics["actor/clip_fraction"] == 0.0 and metrics["actor/grad_norm"] > 0  # ratio 1, a real update

@@ -11,6 +11,10 @@ One step, top to bottom (:meth:`RLController.train_step`)::
             -> critic.update, actor.update  (PPO epochs over shuffled mini-batches)
             -> metrics, alerts, KL controller, checkpoint
 
+With one optimizer step per batch and the KL outside the reward, the update is on-policy: the
+behaviour log-probs come from the update's own forward (``actor.update_on_policy``) and the
+separate ``actor.compute_logprobs`` pass is skipped.
+
 The math lives in ``alignflow.algorithms`` and is chosen by config names; the controller only
 routes Batches, so GRPO or RLOO is a config change and Ray workers are a different worker builder.
 """

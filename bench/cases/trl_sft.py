@@ -15,8 +15,10 @@ dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": [{"role": "as
                              for r in rows])
 tokenizer = load_tokenizer(args.model)
 model = load_causal_lm(args.model, tokenizer)
-config = SFTConfig(**training_kwargs(args, batch=args.batch), max_length=args.max_length, packing=False,
-                   padding_free=args.variant == "padding_free")
+padding_free = args.variant == "padding_free"
+# TRL refuses max_length with padding_free and no packing; every bench row fits max_length anyway.
+config = SFTConfig(**training_kwargs(args, batch=args.batch), max_length=None if padding_free else args.max_length,
+                   packing=False, padding_free=padding_free)
 start(args.model)
 trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 trainer.train()

@@ -13,6 +13,7 @@ from torch import nn
 
 from alignflow.config.loader import ConfigError
 from alignflow.data.tokenize import IGNORE_INDEX
+from alignflow.models.loading import is_causal_decoder
 
 
 def causal_lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -51,11 +52,19 @@ def packing_is_exact(model: nn.Module) -> bool:
     return torch.allclose(packed[0, 5:].float(), alone[0].float(), atol=1e-4, rtol=1e-3)
 
 
-def require_exact_packing(model: nn.Module, model_name: str) -> None:
-    """A ``ConfigError`` naming ``data.packing`` when ``model`` fails :func:`packing_is_exact`."""
+def packing_capacity(model: nn.Module, model_name: str, data) -> int | None:
+    """The row capacity of packed batches (``data.max_length``), or None for padded ones.
+
+    Batches are packed when ``data.packing`` is on and ``model`` is a causal decoder (an encoder
+    reads a pooled state and pads); a decoder that fails :func:`packing_is_exact` is a
+    ``ConfigError`` naming ``data.packing``.
+    """
+    if not (data.packing and is_causal_decoder(model.config)):
+        return None
     if not packing_is_exact(model):
         raise ConfigError(f"data.packing: {model_name} attends across packed sequences (its attention "
                           "ignores the position resets); set data.packing=false")
+    return data.max_length
 
 
 def labelled_token_logprobs(

@@ -22,7 +22,7 @@ from alignflow.algorithms.preference import dpo_loss, dpo_metrics
 from alignflow.config.dpo import DPOConfig, DPOLossConfig
 from alignflow.config.loader import to_dict
 from alignflow.models import load_policy, read_metadata, save_model
-from alignflow.models.forward import require_exact_packing
+from alignflow.models.forward import packing_capacity
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.dpo_logps import (
@@ -74,10 +74,8 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     pairs = load_preference_pairs(cfg.data, cfg.train, encoder, output_dir=out, console=console)
     train_examples, train_pairs, val_pairs, val_sources = (
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
-    if cfg.data.packing:
-        require_exact_packing(model, cfg.model.name)
     pad, dtype, micro = tokenizer.pad_token_id, cfg.model.dtype, cfg.train.micro_batch_size
-    capacity = cfg.data.max_length if cfg.data.packing else None  # None: right-padded rows
+    capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows
     lengths = pairs.train_lengths
     splits = {"train": train_pairs, "validation": val_pairs}
 

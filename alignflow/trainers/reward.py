@@ -25,8 +25,8 @@ from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
 from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import Encoded, pad_right
-from alignflow.models import is_causal_decoder, load_reward_model, reward_head, value_head
-from alignflow.models.forward import last_hidden_state, require_exact_packing
+from alignflow.models import load_reward_model, reward_head, value_head
+from alignflow.models.forward import last_hidden_state, packing_capacity
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
@@ -77,10 +77,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     train_examples, train_pairs, val_pairs, val_sources = (
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad = tokenizer.pad_token_id
-    capacity = None  # padded rows
-    if cfg.data.packing and is_causal_decoder(model.config):
-        require_exact_packing(model, cfg.model.name)
-        capacity = cfg.data.max_length
+    capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows (encoders always)
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate_pairs([train_pairs[i] for i in indices], pad, capacity)

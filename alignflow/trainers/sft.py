@@ -22,7 +22,7 @@ from alignflow.data.readers import read_sft
 from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder, pad_right, truncation_summary
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
-from alignflow.models.forward import labelled_token_nll, require_exact_packing
+from alignflow.models.forward import labelled_token_nll, packing_capacity
 from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
@@ -88,15 +88,11 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     if cut := truncation_summary(train_rows, "training rows"):
         console.print(f"[yellow]{cut}[/]")
 
-    if cfg.data.packing:
-        require_exact_packing(model, cfg.model.name)
+    capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows
     pad = tokenizer.pad_token_id
 
     def micro_nll(rows: list[Encoded]) -> tuple[torch.Tensor, int]:
-        if cfg.data.packing:
-            batch = collate_sft_packed(rows, pad, capacity=cfg.data.max_length)
-        else:
-            batch = collate_sft(rows, pad)
+        batch = collate_sft(rows, pad) if capacity is None else collate_sft_packed(rows, pad, capacity)
         with autocast(cfg.model.dtype):
             return labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
                                       position_ids=batch["position_ids"])

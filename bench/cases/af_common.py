@@ -34,13 +34,14 @@ def model_config(args: argparse.Namespace):
     return ModelConfig(name=args.model, dtype=dtype(args))
 
 
-def data_config(args: argparse.Namespace, name: str, rows: int, cls=None, **extra):
-    """All ``rows`` rows train (no validation split, so no evaluation runs); ``cls``: a DataConfig
-    subclass taking ``extra`` keys (SFT's ``packing``)."""
-    from alignflow.config.schema import DataConfig
+def data_config(args: argparse.Namespace, name: str, rows: int):
+    """All ``rows`` rows train (no validation split, so no evaluation runs). Batches are packed
+    (alignflow's default) except in the ``padded`` variant, the before of packing."""
+    from alignflow.config.schema import CausalLMDataConfig
 
-    return (cls or DataConfig)(train=data_file(args, name), val_fraction=0.0, max_samples=rows,
-                               max_length=args.max_length, max_prompt_length=args.max_length - 1, **extra)
+    return CausalLMDataConfig(train=data_file(args, name), val_fraction=0.0, max_samples=rows,
+                              max_length=args.max_length, max_prompt_length=args.max_length - 1,
+                              packing=args.variant != "padded")
 
 
 def train_config(args: argparse.Namespace, batch: int, cls=None):

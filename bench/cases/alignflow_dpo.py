@@ -15,10 +15,9 @@ from af_common import CONSOLE, Stopwatch, data_config, model_config, settings, s
 
 import alignflow.trainers.dpo as dpo_module  # noqa: E402
 from alignflow.config.dpo import DPOConfig, DPOLossConfig  # noqa: E402
-from alignflow.config.schema import CausalLMDataConfig  # noqa: E402
 
 rows = args.batch * (args.warmup + args.steps)
-data = data_config(args, "pairs.jsonl", rows, cls=CausalLMDataConfig, packing=args.variant != "padded")
+data = data_config(args, "pairs.jsonl", rows)
 cfg = DPOConfig(output_dir=args.workdir, model=model_config(args), data=data,
                 train=train_config(args, args.batch), loss=DPOLossConfig(type="sigmoid", beta=0.1, reference="cached"),
                 resume=False)

@@ -9,11 +9,11 @@ args = benchlib.case_args(__doc__)
 
 from af_common import CONSOLE, data_config, model_config, settings, start, train_config  # noqa: E402
 
-from alignflow.config.schema import CausalLMDataConfig, RewardConfig, RewardTrainConfig  # noqa: E402
+from alignflow.config.schema import RewardConfig, RewardTrainConfig  # noqa: E402
 from alignflow.trainers.reward import train_reward_model  # noqa: E402
 
 rows = args.batch * (args.warmup + args.steps)
-data = data_config(args, "pairs.jsonl", rows, cls=CausalLMDataConfig, packing=args.variant != "padded")
+data = data_config(args, "pairs.jsonl", rows)
 cfg = RewardConfig(output_dir=args.workdir, model=model_config(args), data=data,
                    train=train_config(args, args.batch, cls=RewardTrainConfig), resume=False)
 cfg.validate()

@@ -8,11 +8,11 @@ args = benchlib.case_args(__doc__)
 
 from af_common import CONSOLE, data_config, model_config, settings, start, train_config  # noqa: E402
 
-from alignflow.config.schema import CausalLMDataConfig, SFTConfig  # noqa: E402
+from alignflow.config.schema import SFTConfig  # noqa: E402
 from alignflow.trainers.sft import train_sft  # noqa: E402
 
 rows = args.batch * (args.warmup + args.steps)
-data = data_config(args, "sft.jsonl", rows, cls=CausalLMDataConfig, packing=args.variant != "padded")
+data = data_config(args, "sft.jsonl", rows)
 cfg = SFTConfig(output_dir=args.workdir, model=model_config(args), data=data,
                 train=train_config(args, args.batch), resume=False)
 cfg.validate()

@@ -39,18 +39,19 @@ MIB = 1024  # ru_maxrss is in KiB on Linux
 # multiplier k (FLOPs = k * non-embedding params * tokens, see README), the peer case and how the
 # peer runs. Smoke sizes are tiny; the numbers they print mean nothing.
 CASES: dict[str, dict] = {
-    # "padded" re-measures SFT, RM and DPO before padding-free packing became their default; TRL's SFT
-    # also runs padding-free (documented for FlashAttention only; transformers' SDPA path handles it).
-    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["padded"],
+    # "compile" runs SFT, RM and DPO with train.compile (compiled blocks; the compile happens in the
+    # warm-up step, outside the clock). TRL's SFT also runs padding-free (documented for
+    # FlashAttention only; transformers' SDPA path handles it). The before-variants of earlier runs
+    # ("padded": SFT/RM/DPO before packing; "autocast": rollouts before the bf16 weight copy) run on
+    # request: --alignflow-variants default,padded,autocast.
+    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["compile"],
                 extra_trl_variants=["padding_free"]),
-    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1), extra_alignflow_variants=["padded"]),
-    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1), extra_alignflow_variants=["padded"]),
-    # "autocast" re-measures rollouts before their bf16 weight copy (the before/after of that change).
-    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf", extra_alignflow_variants=["autocast"]),
-    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2), extra_alignflow_variants=["autocast"]),
-    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2), extra_alignflow_variants=["autocast"]),
-    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo",
-                extra_alignflow_variants=["autocast"]),
+    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1), extra_alignflow_variants=["compile"]),
+    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1), extra_alignflow_variants=["compile"]),
+    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf"),
+    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
+    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
+    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
 }
 LEARNING_RATES = {"sft": 2e-5, "rm": 1e-5, "dpo": 1e-6, "grpo": 1e-6, "rloo": 1e-6, "ppo": 1e-6, "generate": 1e-6}
 
@@ -66,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 256; smoke 128)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
     p.add_argument("--alignflow-variants", default="default",
-                   help="comma list: default (bf16 autocast; RL rollouts from a bf16 weight copy), fp32")
+                   help="comma list: default (bf16 autocast; RL rollouts from a bf16 weight copy), fp32, "
+                        "compile (SFT/RM/DPO), padded (SFT/RM/DPO), autocast (generate/RL)")
     p.add_argument("--trl-variants", default="default,fp32", help="comma list: default (TRL's), fp32")
     p.add_argument("--hf-variants", default="default,bf16", help="plain HF generate: default (fp32), bf16")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")

@@ -95,6 +95,9 @@ class TrainConfig:
     log_every: int = 5
     eval_max_samples: int | None = None  # cap the validation set for speed
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    # torch.compile the transformer blocks (inductor, dynamic shapes): faster steps after a first
+    # step that spends a minute or so compiling; worth it for runs of more than a few dozen steps.
+    compile: bool = False
 
     def validate(self) -> None:
         if self.micro_batch_size * self.grad_accum != self.batch_size:

@@ -122,6 +122,17 @@ def transformer_blocks(model: nn.Module) -> nn.ModuleList:
     raise ValueError(f"cannot find the {count} transformer blocks of {type(model).__name__}")
 
 
+def compile_blocks(model: nn.Module) -> None:
+    """``torch.compile`` every transformer block in place (inductor, dynamic shapes).
+
+    The blocks share their code, so one compiled graph serves them all, and ``Module.compile``
+    keeps parameter names, so checkpoints load as before. Compile only after any deep copy of the
+    model is taken: a copy's blocks would still call the original blocks' compiled forward.
+    """
+    for block in transformer_blocks(model):
+        block.compile(dynamic=True)
+
+
 def keep_first_layers(model: PreTrainedModel, num_layers: int) -> None:
     """Drop every block above ``num_layers``; the saved config says so, so plain HF loads the result."""
     blocks = transformer_blocks(model)

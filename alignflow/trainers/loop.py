@@ -19,6 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from alignflow.config.schema import TrainConfig
+from alignflow.models import compile_blocks
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics
 from alignflow.trainers.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
 from alignflow.trainers.optim import build_optimizer, build_scheduler, rng_state, set_rng_state
@@ -116,6 +117,8 @@ def run_loop(
                         state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                "rng": rng_state()})
 
+    if cfg.compile:
+        compile_blocks(model)
     model.train()
     started = time.perf_counter()
     window: list[dict[str, float]] = []

@@ -3,7 +3,8 @@
 Variant ``default`` is alignflow's default precision (bf16 autocast over fp32 master weights, no
 gradient checkpointing; RL rollouts from a bf16 copy of the weights); ``fp32`` sets
 ``model.dtype: fp32``; ``autocast`` (generate and RL) samples under autocast from the fp32 weights,
-as rollouts did before the bf16 copy (``rollout.weights: shared``).
+as rollouts did before the bf16 copy (``rollout.weights: shared``); ``padded`` (SFT, RM, DPO) turns
+packing off; ``compile`` (SFT, RM, DPO) sets ``train.compile``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ CONSOLE = Console(stderr=True)
 
 
 def dtype(args: argparse.Namespace) -> str:
-    if args.variant not in ("default", "fp32", "bf16", "autocast", "padded"):
-        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast | padded)")
+    if args.variant not in ("default", "fp32", "bf16", "autocast", "padded", "compile"):
+        raise SystemExit(f"unknown alignflow variant {args.variant!r} (default | fp32 | autocast | padded | compile)")
     return "fp32" if args.variant == "fp32" else "bf16"
 
 
@@ -46,13 +47,14 @@ def data_config(args: argparse.Namespace, name: str, rows: int):
 
 def train_config(args: argparse.Namespace, batch: int, cls=None):
     """``batch`` rows per optimizer step in one micro-batch, constant LR, no evaluation, no
-    intermediate checkpoints, one log line at the end; ``cls``: a TrainConfig subclass."""
+    intermediate checkpoints, one log line at the end, compiled blocks in the ``compile`` variant;
+    ``cls``: a TrainConfig subclass."""
     from alignflow.config.schema import TrainConfig
 
     steps = args.warmup + args.steps
     return (cls or TrainConfig)(seed=args.seed, lr=args.lr, batch_size=batch, micro_batch_size=batch, grad_accum=1,
                        max_steps=steps, warmup_ratio=0.0, scheduler="constant", eval_every=0, save_every=0,
-                       log_every=steps, threads=args.threads)
+                       log_every=steps, threads=args.threads, compile=args.variant == "compile")
 
 
 def settings(args: argparse.Namespace, **extra) -> dict:

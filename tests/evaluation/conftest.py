@@ -74,8 +74,9 @@ def eval_overrides(policy_dir, other_policy_dir, tiny_rm_dir, judge_rm_dir, eval
         f"probes.truthfulqa.path={FIXTURES / 'truthfulqa_small.csv'}",
         "probes.max_new_tokens=6", f"categories=[{{name: 'greet<ings>', prompts: {eval_files['category']}}}]",
         "bootstrap.n=100", "dtype=fp32", "batch_size=4", "max_prompt_length=32",
-        # Every model longer than 1% of the reference: a length alert that always fires.
-        "hacking.length_ratio_warning=0.005", "hacking.length_ratio_critical=0.01",
+        # Every model longer than 1% of the reference: a length alert that always fires; the
+        # proxy/judge alert, which depends on what two random tiny models happen to sample, never does.
+        "hacking.length_ratio_warning=0.005", "hacking.length_ratio_critical=0.01", "hacking.judge_drop=1e9",
     ]
 
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from eval_data import QUESTIONS, length_scorer
 
@@ -55,10 +57,15 @@ def test_text_matches_the_token_ids(generator):
 
 
 def test_stop_strings_are_cut_from_the_text(generator):
-    params = SamplingParams(max_new_tokens=24, temperature=1.0, seed=0, stop_strings=("e",))
-    generations = generator.generate(QUESTIONS, params)
-    assert all("e" not in g.text for g in generations)
-    assert any(g.num_tokens < 24 and not g.has_eos for g in generations)  # some row did stop at "e"
+    params = SamplingParams(max_new_tokens=24, do_sample=False)
+    free = generator.generate(QUESTIONS, params)
+    longest = max(free, key=lambda g: len(g.text))
+    stop = next(c for c in longest.text[len(longest.text) // 2 :] if not c.isspace())  # one it will reach
+    stopped = generator.generate(QUESTIONS, replace(params, stop_strings=(stop,)))
+    assert all(stop not in g.text for g in stopped)
+    cut = stopped[longest.prompt_index]
+    assert cut.num_tokens < longest.num_tokens and not cut.has_eos
+    assert longest.text.startswith(cut.text)
 
 
 def test_generate_responses_loads_a_model_folder(policy_dir, generator):

@@ -65,6 +65,32 @@ def test_greedy_matches_hf_generate(model, prompts):
     assert len({tuple(row) for row in batch["response_ids"].tolist()}) > 1
 
 
+def test_prompts_are_prefilled_packed_with_the_padded_logits_and_cache(model, prompts):
+    engine = HFRolloutEngine(model, PAD)
+    padded_prompts, mask = engine._pad_prompts(prompts)
+    with torch.inference_mode():
+        packed_logits, packed_cache = engine._packed_prefill(padded_prompts, mask)
+        padded_logits, padded_cache = engine._padded_prefill(padded_prompts, mask)
+        assert engine._packed_prefill_is_exact()
+    torch.testing.assert_close(packed_logits, padded_logits, atol=1e-5, rtol=1e-4)
+    real = mask.bool()[:, None, :, None]
+    for packed, padded in zip(packed_cache.layers, padded_cache.layers, strict=True):
+        assert packed.keys.shape == padded.keys.shape
+        torch.testing.assert_close(packed.keys * real, padded.keys * real, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(packed.values * real, padded.values * real, atol=1e-5, rtol=1e-4)
+
+
+def test_eager_attention_prefills_padded_and_still_matches_hf_generate(llama, prompts):
+    model = llama
+    model.config._attn_implementation = "eager"  # takes no boolean block mask
+    engine = HFRolloutEngine(model, PAD, eos_token_ids=[1])
+    batch = engine.generate(prompts, GREEDY)
+    assert engine._packs_prompts is False
+    expected = model.generate(batch["prompt_ids"], attention_mask=batch["prompt_mask"], do_sample=False,
+                              max_new_tokens=GREEDY.max_new_tokens, pad_token_id=PAD, eos_token_id=1)
+    assert torch.equal(batch["response_ids"], expected[:, batch["prompt_ids"].shape[1]:])
+
+
 def test_greedy_with_no_repeat_ngram_matches_hf_generate(model):
     prompts = [[5, 6, 7, 5, 8], [9, 10, 11, 12, 9]]  # equal lengths: HF counts pads in n-grams, we do not
     params = SamplingParams(max_new_tokens=40, do_sample=False, no_repeat_ngram_size=2)

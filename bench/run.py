@@ -68,7 +68,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
     p.add_argument("--alignflow-variants", default="default",
                    help="comma list: default (bf16 autocast; RL rollouts from a bf16 weight copy), fp32, "
-                        "compile (SFT/RM/DPO), padded (SFT/RM/DPO), autocast (generate/RL)")
+                        "compile (training and RL), padded (SFT/RM/DPO), autocast (generate/RL)")
     p.add_argument("--trl-variants", default="default,fp32", help="comma list: default (TRL's), fp32")
     p.add_argument("--hf-variants", default="default,bf16", help="plain HF generate: default (fp32), bf16")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")

@@ -128,6 +128,9 @@ class PPOTrainConfig:
     eval_prompts: int = 64  # held-out prompts scored at each evaluation (0 = no evaluation)
     log_every: int = 1  # console line every this many steps (files get every step)
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    # torch.compile the actor's and critic's transformer blocks (as train.compile in SFT): faster
+    # log-prob passes and updates after a first step that compiles. Rollouts keep their own copy.
+    compile: bool = False
 
     def optim_config(self, lr: float) -> TrainConfig:
         """The shared optimizer/schedule settings, for `build_optimizer` / `build_scheduler`."""
@@ -211,6 +214,13 @@ class PPOConfig:
                               f"algorithm.adv_estimator={algo.adv_estimator!r} uses none")
         if not 0 <= self.train.critic_warmup < self.train.steps:
             raise ConfigError(f"train.critic_warmup must be in [0, train.steps), got {self.train.critic_warmup}")
+        if self.train.compile and (rollout.weights == "shared" or (rollout.weights == "auto"
+                                                                    and self.model.dtype != "bf16")):
+            raise ConfigError("train.compile needs a rollout copy of the weights (rollout.weights: bf16, or auto "
+                              "with model.dtype: bf16): the engine's growing KV cache would recompile shared blocks")
+        if self.train.compile and self.model.lora.enabled:
+            raise ConfigError("train.compile does not support model.lora: the reference switches the adapters "
+                              "of the same blocks off and on, which recompiles them at every switch")
         if self.train.eval_prompts < 0:
             raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
 

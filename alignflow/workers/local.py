@@ -16,7 +16,7 @@ from rich.console import Console
 from torch import nn
 
 from alignflow.config.rl import PPOConfig, RolloutConfig
-from alignflow.models import disable_dropout, load_policy
+from alignflow.models import compile_blocks, disable_dropout, load_policy
 from alignflow.rewards import RewardFunction, build_reward_function
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.workers.actor import ActorWorker, RolloutWorker
@@ -101,6 +101,8 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
     rollout = RolloutWorker(engine, sampling_params(cfg.rollout), eos_token_ids=list(engine.eos_token_ids),
                             pad_token_id=engine.pad_token_id, eval_greedy=cfg.rollout.eval_greedy, dtype=dtype,
                             weights_source=None if engine.model is policy else policy)
+    if cfg.train.compile:  # after the reference and rollout copies are taken (see compile_blocks)
+        compile_blocks(policy)
     actor = ActorWorker(policy, tokenizer, algorithm=cfg.algorithm, train=cfg.train, temperature=temperature,
                         total_updates=optimizer_updates(cfg, cfg.train.steps - cfg.train.critic_warmup), dtype=dtype,
                         loss_norm_const=float(cfg.rollout.max_new_tokens))
@@ -113,6 +115,8 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
         model, critic_tokenizer, offset = load_critic_model(init, cfg.model, cfg.reward_model)
         if cfg.model.disable_dropout:
             disable_dropout(model)
+        if cfg.train.compile:
+            compile_blocks(model)
         critic = LocalWorkerGroup(CriticWorker(model, critic_tokenizer, algorithm=cfg.algorithm, train=cfg.train,
                                                total_updates=optimizer_updates(cfg), dtype=dtype, offset=offset))
     reward = RewardWorker(reward_fn, tokenizer)

@@ -4,7 +4,7 @@ Variant ``default`` is alignflow's default precision (bf16 autocast over fp32 ma
 gradient checkpointing; RL rollouts from a bf16 copy of the weights); ``fp32`` sets
 ``model.dtype: fp32``; ``autocast`` (generate and RL) samples under autocast from the fp32 weights,
 as rollouts did before the bf16 copy (``rollout.weights: shared``); ``padded`` (SFT, RM, DPO) turns
-packing off; ``compile`` (SFT, RM, DPO) sets ``train.compile``.
+packing off; ``compile`` sets ``train.compile`` (the actor's and critic's blocks in RL).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
         # gradient_accumulation_steps=1 and num_iterations=1.
         train=PPOTrainConfig(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=1, mini_batch_size=rows,
                              micro_batch_size=rows, actor_lr=args.lr, critic_lr=args.lr, schedule="constant",
-                             eval_prompts=0, seed=args.seed, threads=args.threads),
+                             eval_prompts=0, seed=args.seed, threads=args.threads,
+                             compile=args.variant == "compile"),
         resume=False,
     )
     cfg.validate()

@@ -6,9 +6,10 @@ small enough to read. The loop prefills the prompts once, then feeds one token p
 the KV cache of the left-padded batch. Positions come from the attention mask (``cumsum - 1``) so
 that a prompt's first real token is at position 0 however much padding precedes it.
 
-The prefill packs the prompts padding-free (``alignflow.data.packing``) when the model keeps packed
-sequences apart, then lays their keys and values out left-padded: prompts of mixed lengths no
-longer pay for the longest one (on HH-RLHF prompts this halves the prefill).
+The prefill packs the prompts padding-free (``alignflow.data.packing``), then lays their keys and
+values out left-padded: prompts of mixed lengths no longer pay for the longest one (on HH-RLHF
+prompts this halves the prefill). Each engine first checks, once, that the packed prefill
+reproduces the padded one for its model, and pads otherwise.
 
 The engine samples from the module it was given, not a copy: built on the actor's module, it
 always uses the actor's current weights (colocated rollout).

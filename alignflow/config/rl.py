@@ -73,6 +73,13 @@ class RolloutConfig:
     weights: Literal["auto", "shared", "bf16"] = "auto"
 
 
+def resolve_rollout_weights(weights: str, model_dtype: str) -> str:
+    """``rollout.weights`` without ``auto``: bf16 when the model trains in bf16, else shared."""
+    if weights == "auto":
+        return "bf16" if model_dtype == "bf16" else "shared"
+    return weights
+
+
 @dataclass
 class AlgorithmConfig:
     adv_estimator: str = "gae"  # any name in ADVANTAGE_ESTIMATORS; a critic is built only when it needs values
@@ -173,6 +180,10 @@ class PPOConfig:
         return self.rewards or legacy_reward_specs(self.reward_model, self.reward_function)
 
     @property
+    def rollout_weights(self) -> str:
+        return resolve_rollout_weights(self.rollout.weights, self.model.dtype)
+
+    @property
     def needs_critic(self) -> bool:
         return estimator_needs_critic(self.algorithm.adv_estimator)
 
@@ -214,8 +225,7 @@ class PPOConfig:
                               f"algorithm.adv_estimator={algo.adv_estimator!r} uses none")
         if not 0 <= self.train.critic_warmup < self.train.steps:
             raise ConfigError(f"train.critic_warmup must be in [0, train.steps), got {self.train.critic_warmup}")
-        if self.train.compile and (rollout.weights == "shared" or (rollout.weights == "auto"
-                                                                    and self.model.dtype != "bf16")):
+        if self.train.compile and self.rollout_weights == "shared":
             raise ConfigError("train.compile needs a rollout copy of the weights (rollout.weights: bf16, or auto "
                               "with model.dtype: bf16): the engine's growing KV cache would recompile shared blocks")
         if self.train.compile and self.model.lora.enabled:

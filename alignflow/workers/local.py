@@ -66,10 +66,9 @@ def sampling_params(cfg: RolloutConfig) -> SamplingParams:
                           stop_strings=tuple(cfg.stop_strings), n=cfg.n)
 
 
-def rollout_module(policy: nn.Module, weights: str, model_dtype: str) -> nn.Module:
-    """The module the rollout engine samples from: the policy itself, or its bf16 copy (``rollout.weights``)."""
-    if weights == "auto":
-        weights = "bf16" if model_dtype == "bf16" else "shared"
+def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
+    """The module the rollout engine samples from: the policy itself (``shared``), or its bf16 copy
+    (``bf16``); ``weights`` as resolved by :attr:`PPOConfig.rollout_weights`."""
     if weights == "shared":
         return policy
     # Seed deepcopy's memo with bf16 parameters, so no second fp32 copy is ever materialised
@@ -97,7 +96,7 @@ def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = No
     policy, tokenizer = load_policy(cfg.model)  # dropout already off when cfg.model.disable_dropout
     # Before any update: a frozen copy of the initial policy, or the LoRA model with adapters off.
     reference = ReferenceWorker.from_policy(policy, temperature=temperature, dtype=dtype)
-    engine = HFRolloutEngine.from_tokenizer(rollout_module(policy, cfg.rollout.weights, dtype), tokenizer)
+    engine = HFRolloutEngine.from_tokenizer(rollout_module(policy, cfg.rollout_weights), tokenizer)
     rollout = RolloutWorker(engine, sampling_params(cfg.rollout), eos_token_ids=list(engine.eos_token_ids),
                             pad_token_id=engine.pad_token_id, eval_greedy=cfg.rollout.eval_greedy, dtype=dtype,
                             weights_source=None if engine.model is policy else policy)

@@ -15,6 +15,7 @@ args = benchlib.case_args(__doc__)
 import torch  # noqa: E402
 from af_common import model_config, rollout_weights  # noqa: E402
 
+from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
 from alignflow.trainers.optim import autocast  # noqa: E402
@@ -24,7 +25,8 @@ rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]
 cfg = model_config(args)
 model, tokenizer = load_policy(cfg)
-engine = HFRolloutEngine(rollout_module(model, rollout_weights(args), cfg.dtype), pad_token_id=tokenizer.pad_token_id,
+weights = resolve_rollout_weights(rollout_weights(args), cfg.dtype)
+engine = HFRolloutEngine(rollout_module(model, weights), pad_token_id=tokenizer.pad_token_id,
                          eos_token_ids=())
 params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, do_sample=True)
 

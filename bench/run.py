@@ -53,6 +53,9 @@ CASES: dict[str, dict] = {
     "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
     "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
 }
+# The RL controller's phases (alignflow.trainers.rl_controller.RLController.train_step), in step order.
+PHASES = ["time/generate_s", "time/score_s", "time/logprobs_s", "time/values_s", "time/critic_update_s",
+          "time/actor_update_s"]
 LEARNING_RATES = {"sft": 2e-5, "rm": 1e-5, "dpo": 1e-6, "grpo": 1e-6, "rloo": 1e-6, "ppo": 1e-6, "generate": 1e-6}
 
 
@@ -277,7 +280,9 @@ def summarize(results: list[dict], meta: dict) -> dict:
         rates = [derive(r, CASES[key[0]]["k"], params) for r in runs]
         summary[key] = {name: median([x[name] for x in rates]) for name in rates[0]}
         summary[key].update(runs=len(runs), seconds=median([r["seconds"] for r in runs]), steps=runs[0]["steps"],
-                            tokens_per_s_all=[x["tokens_per_s"] for x in rates], settings=runs[0]["settings"])
+                            tokens_per_s_all=[x["tokens_per_s"] for x in rates], settings=runs[0]["settings"],
+                            phases={p: median([r.get("phases", {}).get(p) for r in runs])
+                                    for p in runs[0].get("phases", {})})
     return summary
 
 
@@ -360,9 +365,32 @@ def markdown(args, summary: dict, peaks: list[dict], meta: dict, header: dict, f
                      f"{fmt(row['tokens_per_s'])} ({each}) | {fmt(row['samples_per_s'], 3)} | "
                      f"{fmt(row['gen_tokens_per_s'])} | {fmt(row['rss_mib'], 0)} | {fmt(row['process_rss_mib'], 0)} | "
                      f"{flops_cell(row)} | {brief} |")
+    lines += phase_table(summary, args.cases)
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f}" for f in failures]
     return "\n".join(lines) + "\n"
+
+
+def phase_table(summary: dict, cases: list[str]) -> list[str]:
+    """Where alignflow's RL step goes: the controller's clock per phase (median seconds a step)."""
+    rows = [(k, summary[k]) for k in sorted(summary, key=lambda k: (cases.index(k[0]), k[2]))
+            if k[1] == "alignflow" and summary[k].get("phases")]
+    if not rows:
+        return []
+    phases = [p for p in PHASES if any(p in row["phases"] for _, row in rows)]
+    names = [p.removeprefix("time/").removesuffix("_s").replace("_", " ") for p in phases]
+    lines = ["", "## Where an alignflow RL step goes", "",
+             "Median seconds per phase of one step, from the controller's own clock (share of the step in "
+             "brackets); 'other' is the rest of the step (reward shaping, advantages, metrics).", "",
+             "| case | variant | step s | " + " | ".join(names) + " | other |",
+             "|---|---|--:|" + "--:|" * (len(phases) + 1)]
+    for key, row in rows:
+        step = row["phases"]["time/step_s"]
+        cells = [row["phases"].get(p) for p in phases]  # None: a phase this algorithm does not have
+        cells.append(step - sum(c for c in cells if c is not None))
+        lines.append(f"| {key[0]} | {key[2]} | {step:.2f} | "
+                     + " | ".join("–" if c is None else f"{c:.2f} ({100 * c / step:.0f}%)" for c in cells) + " |")
+    return lines
 
 
 # ----------------------------------------------------------------------------- main

@@ -7,6 +7,8 @@ positions that carry a label, in chunks, so no full (batch, length, vocab) tenso
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +52,21 @@ def packing_is_exact(model: nn.Module) -> bool:
     finally:
         model.train(was_training)
     return torch.allclose(packed[0, 5:].float(), alone[0].float(), atol=1e-4, rtol=1e-3)
+
+
+_PACKS_EXACTLY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packs_exactly(model: nn.Module) -> bool:
+    """Whether ``model`` is a causal decoder that passes :func:`packing_is_exact`; checked once per
+    model (RL passes run padding-free when it is)."""
+    if model not in _PACKS_EXACTLY:
+        # The check compares fp32 states: outside any autocast of the caller, and eager, so that
+        # compiled blocks do not compile again for its tiny shapes.
+        device = model.get_input_embeddings().weight.device.type
+        with torch.autocast(device, enabled=False), torch.compiler.set_stance("force_eager"):
+            _PACKS_EXACTLY[model] = is_causal_decoder(model.config) and packing_is_exact(model)
+    return _PACKS_EXACTLY[model]
 
 
 def packing_capacity(model: nn.Module, model_name: str, data) -> int | None:

@@ -281,9 +281,11 @@ class RLController:
                 batch = batch.union(w.critic.compute_values(batch))
         batch = shape_rewards(batch, algo, kl_coef=self.kl_ctl.value)  # EOS penalty, KL penalty, score at EOS
         batch = compute_advantages(batch, algo)
-        with timed(times, "train"):
-            critic_metrics = w.critic.update(batch) if w.critic is not None else {}
-            actor_metrics = {}
+        critic_metrics, actor_metrics = {}, {}
+        if w.critic is not None:
+            with timed(times, "critic_update"):
+                critic_metrics = w.critic.update(batch)
+        with timed(times, "actor_update"):
             if on_policy:  # the update's own forward gives the behaviour log-probs (and entropy)
                 update = w.actor.update_on_policy(batch)
                 actor_metrics = update.info["metrics"]

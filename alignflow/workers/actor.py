@@ -29,7 +29,8 @@ from alignflow.algorithms import (
 )
 from alignflow.batch import Batch
 from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
-from alignflow.models.forward import causal_lm_parts, last_hidden_state
+from alignflow.data.packing import pack_sequences
+from alignflow.models.forward import causal_lm_parts, last_hidden_state, packs_exactly
 from alignflow.models.saving import save_model
 from alignflow.rollout import RolloutEngine, SamplingParams
 from alignflow.trainers.optim import autocast, build_optimizer, build_scheduler
@@ -51,15 +52,40 @@ def sequence_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def response_hidden(model, batch: Batch) -> torch.Tensor:
-    """Hidden states that predict each response token, ``(B, R, d)``.
+    """Hidden states that predict each response token, ``(B, R, d)``; callers mask past each
+    response's end.
 
     Position ``P - 1 + t`` (the last prompt token, then response tokens) scores response token
-    ``t``; positions come from the attention mask, so left padding does not shift them.
+    ``t``. A causal decoder that keeps packed sequences apart runs padding-free: each row's real
+    prompt and response tokens are packed back to back, so neither the left padding of short
+    prompts nor the right padding of short responses is computed. Other models run the padded rows,
+    with positions from the attention mask so that left padding does not shift them.
     """
+    if packs_exactly(model):
+        return _packed_response_hidden(model, batch)
     ids, mask = sequence_inputs(batch)
     hidden = last_hidden_state(model, ids, mask)
     prompt_len, response_len = batch["prompt_ids"].shape[1], batch["response_ids"].shape[1]
     return hidden[:, prompt_len - 1 : prompt_len - 1 + response_len]
+
+
+def _packed_response_hidden(model, batch: Batch) -> torch.Tensor:
+    """``response_hidden`` over packed rows as wide as the padded ones (zeros past each response)."""
+    prompt_ids, response_ids = batch["prompt_ids"], batch["response_ids"]
+    prompt_mask = batch["prompt_mask"].bool()
+    prompt_lengths, response_lengths = prompt_mask.sum(-1), batch["response_mask"].sum(-1)
+    sequences = [torch.cat([p[m], r[:n]]).tolist()
+                 for p, m, r, n in zip(prompt_ids, prompt_mask, response_ids, response_lengths.tolist())]
+    rows, width = response_ids.shape[0], prompt_ids.shape[1] + response_ids.shape[1]
+    packed = {k: v.to(prompt_ids.device) for k, v in pack_sequences(sequences, width, pad_token_id=0).items()}
+    hidden = last_hidden_state(model, packed["input_ids"], None, packed["position_ids"])
+    response_len = response_ids.shape[1]
+    sequence, t = (torch.arange(response_len, device=prompt_ids.device) < response_lengths[:, None]).nonzero(
+        as_tuple=True)
+    packed_row, start = packed["segments"][sequence].unbind(-1)
+    states = hidden[packed_row, start + prompt_lengths[sequence] - 1 + t]
+    out = hidden.new_zeros(rows * response_len, hidden.shape[-1]).index_copy(0, sequence * response_len + t, states)
+    return out.view(rows, response_len, -1)
 
 
 def response_logprobs(

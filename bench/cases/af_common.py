@@ -10,6 +10,7 @@ packing off; ``compile`` sets ``train.compile`` (the actor's and critic's blocks
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 from benchlib import METER, data_file
@@ -76,7 +77,8 @@ def start(args: argparse.Namespace) -> None:
 def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_per_step: int,
            missing_eos_penalty: float | None) -> dict:
     """Build alignflow's local workers and controller and time ``train_step()`` (one RL iteration:
-    generate, score, reference + behaviour log-probs, [values], advantages, update)."""
+    generate, score, reference + behaviour log-probs, [values], advantages, update). ``phases``: the
+    controller's own clock per phase (``time/*_s``), medians over the measured steps."""
     from alignflow.config.rl import PPOConfig, PPOTrainConfig, PromptDataConfig, RolloutConfig
     from alignflow.trainers.optim import start_run
     from alignflow.trainers.rl_controller import RLController, load_prompt_sets
@@ -106,17 +108,19 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     workers, tokenizer = build_local_workers(cfg, console=CONSOLE)
     train_prompts, eval_prompts = load_prompt_sets(cfg, tokenizer, CONSOLE)
     controller = RLController(cfg, workers, train_prompts, eval_prompts, console=CONSOLE)
-    for _ in range(steps):
-        controller.train_step()
+    step_times = []
+    for step in range(steps):
+        metrics = controller.train_step()
         METER.mark()
-    return {"rows": rows, "settings": settings(args, batch=rows, n=n, prompts_per_step=prompts_per_step,
-                                                  adv_estimator=cfg.algorithm.adv_estimator,
-                                                  kl_in_reward=cfg.algorithm.kl_in_reward,
-                                                  kl_coef=cfg.algorithm.kl_coef,
-                                                  kl_loss_coef=cfg.algorithm.kl_loss_coef,
-                                                  ppo_epochs=1, max_new_tokens=args.max_new_tokens,
-                                                  temperature=args.temperature, critic=cfg.needs_critic,
-                                                  rollout_weights=cfg.rollout.weights)}
+        if step >= args.warmup:
+            step_times.append({k: v for k, v in metrics.items() if k.startswith("time/")})
+    phases = {key: statistics.median(t.get(key, 0.0) for t in step_times) for key in step_times[0]}
+    algo = cfg.algorithm
+    run_settings = settings(args, batch=rows, n=n, prompts_per_step=prompts_per_step, adv_estimator=algo.adv_estimator,
+                            kl_in_reward=algo.kl_in_reward, kl_coef=algo.kl_coef, kl_loss_coef=algo.kl_loss_coef,
+                            ppo_epochs=1, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            critic=cfg.needs_critic, rollout_weights=cfg.rollout.weights)
+    return {"rows": rows, "phases": phases, "settings": run_settings}
 
 
 class Stopwatch:

@@ -16,4 +16,5 @@ algorithm = AlgorithmConfig(adv_estimator="grpo", kl_in_reward=False, kl_loss_co
 run = run_rl(args, case="grpo", algorithm=algorithm, n=args.group, prompts_per_step=args.batch,
              missing_eos_penalty=None)
 emit(args, case="grpo", framework="alignflow", samples_per_step=run["rows"],
-     window=METER.window(args.warmup, args.steps), settings=run["settings"])
+     window=METER.window(args.warmup, args.steps), settings=run["settings"],
+     phases=run["phases"])

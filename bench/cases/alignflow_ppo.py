@@ -17,4 +17,5 @@ algorithm = AlgorithmConfig(adv_estimator="gae", critic_init="policy")
 run = run_rl(args, case="ppo", algorithm=algorithm, n=args.group, prompts_per_step=args.batch,
              missing_eos_penalty=-1.0)
 emit(args, case="ppo", framework="alignflow", samples_per_step=run["rows"],
-     window=METER.window(args.warmup, args.steps), settings=run["settings"])
+     window=METER.window(args.warmup, args.steps), settings=run["settings"],
+     phases=run["phases"])

@@ -16,4 +16,5 @@ algorithm = AlgorithmConfig(adv_estimator="rloo", kl_in_reward=True, kl_coef=0.0
 run = run_rl(args, case="rloo", algorithm=algorithm, n=args.group, prompts_per_step=args.batch,
              missing_eos_penalty=None)
 emit(args, case="rloo", framework="alignflow", samples_per_step=run["rows"],
-     window=METER.window(args.warmup, args.steps), settings=run["settings"])
+     window=METER.window(args.warmup, args.steps), settings=run["settings"],
+     phases=run["phases"])

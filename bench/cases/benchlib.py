@@ -176,12 +176,13 @@ METER = Meter()
 
 
 def emit(args: argparse.Namespace, *, case: str, framework: str, samples_per_step: int, window: dict,
-         settings: dict, tokens_key: str = "tokens") -> None:
-    """Print the one JSON line the driver reads (and a human-readable line before it)."""
+         settings: dict, tokens_key: str = "tokens", phases: dict | None = None) -> None:
+    """Print the one JSON line the driver reads (and a human-readable line before it). ``phases``:
+    seconds per phase of one step (alignflow's RL cases), for the driver's time breakdown."""
     result = {
         "case": case, "framework": framework, "variant": args.variant, "threads": args.threads,
         "warmup_steps": args.warmup, "steps": args.steps, "samples": samples_per_step * args.steps,
-        **window, "tokens_key": tokens_key, "settings": settings,
+        **window, "tokens_key": tokens_key, "settings": settings, "phases": phases or {},
     }
     seconds = result["seconds"]
     print(f"[bench] {framework}/{case}/{args.variant}: {args.steps} steps in {seconds:.2f}s, "

@@ -1,0 +1,98 @@
+"""RL forward passes run padding-free on causal decoders: the same hidden states, log-probs and
+gradients as the padded rows, on prompts and responses of different lengths."""
+
+import pytest
+import torch
+
+from alignflow.batch import Batch
+from alignflow.config.schema import ModelConfig
+from alignflow.models import disable_dropout, load_policy
+from alignflow.models.forward import last_hidden_state, packs_exactly
+from alignflow.workers.actor import response_hidden, response_logprobs, sequence_inputs
+
+
+def ragged_batch(vocab: int, pad: int) -> Batch:
+    """Left-padded prompts of 3..9 tokens and right-padded responses of 1..6 tokens."""
+    generator = torch.Generator().manual_seed(0)
+    prompt_lengths, response_lengths = [3, 9, 5, 7], [6, 1, 4, 2]
+    prompt_ids = torch.full((4, 9), pad)
+    prompt_mask = torch.zeros(4, 9, dtype=torch.long)
+    response_ids = torch.full((4, 6), pad)
+    response_mask = torch.zeros(4, 6, dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_lengths, response_lengths)):
+        prompt_ids[i, 9 - p :] = torch.randint(3, vocab, (p,), generator=generator)
+        prompt_mask[i, 9 - p :] = 1
+        response_ids[i, :r] = torch.randint(3, vocab, (r,), generator=generator)
+        response_mask[i, :r] = 1
+    return Batch(tensors={"prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
+                          "response_ids": response_ids, "response_mask": response_mask})
+
+
+def padded_response_hidden(model, batch: Batch) -> torch.Tensor:
+    ids, mask = sequence_inputs(batch)
+    prompt_len, response_len = batch["prompt_ids"].shape[1], batch["response_ids"].shape[1]
+    return last_hidden_state(model, ids, mask)[:, prompt_len - 1 : prompt_len - 1 + response_len]
+
+
+@pytest.fixture
+def llama(tiny_llama_dir):
+    torch.manual_seed(0)
+    model, tokenizer = load_policy(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
+    disable_dropout(model)
+    return model, tokenizer
+
+
+def test_packed_response_states_equal_the_padded_ones(llama):
+    model, tokenizer = llama
+    assert packs_exactly(model)
+    batch = ragged_batch(model.config.vocab_size, tokenizer.pad_token_id)
+    mask = batch["response_mask"].bool()
+    with torch.no_grad():
+        packed, padded = response_hidden(model, batch), padded_response_hidden(model, batch)
+    torch.testing.assert_close(packed[mask], padded[mask], rtol=1e-4, atol=1e-5)
+    assert packed[~mask].abs().sum() == 0
+
+
+def test_the_packing_check_runs_outside_the_callers_autocast(tiny_llama_dir, monkeypatch):
+    """RL passes run under bf16 autocast and the check happens inside the first of them; its fp32
+    tolerance must not meet bf16 states."""
+    from alignflow.models import forward
+
+    model, _ = load_policy(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
+    seen = []
+    monkeypatch.setattr(forward, "packing_is_exact", lambda m: seen.append(torch.is_autocast_enabled("cpu")) or True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert packs_exactly(model)
+        assert packs_exactly(model)
+    assert seen == [False]  # checked once, without autocast
+
+
+def test_packed_logprobs_give_the_padded_gradients(llama):
+    model, tokenizer = llama
+    batch = ragged_batch(model.config.vocab_size, tokenizer.pad_token_id)
+    mask = batch["response_mask"].bool()
+
+    def gradients(hidden_fn):
+        model.zero_grad()
+        logits = model.get_output_embeddings()(hidden_fn(model, batch))
+        logprobs = torch.log_softmax(logits, -1).gather(-1, batch["response_ids"][..., None])[..., 0]
+        logprobs[mask].sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    packed, padded = gradients(response_hidden), gradients(padded_response_hidden)
+    assert len(packed) == len(padded) > 0
+    for a, b in zip(packed, padded):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    logprobs, _ = response_logprobs(model, batch, 1.0)
+    assert logprobs[~mask].abs().sum() == 0 and (logprobs[mask] < 0).all()
+
+
+def test_a_model_that_mixes_packed_sequences_runs_padded(llama, monkeypatch):
+    """When the packing check fails (attention that ignores position resets), the padded rows run."""
+    model, tokenizer = llama
+    from alignflow.models import forward
+
+    monkeypatch.setattr(forward, "_PACKS_EXACTLY", forward.weakref.WeakKeyDictionary({model: False}))
+    batch = ragged_batch(model.config.vocab_size, tokenizer.pad_token_id)
+    with torch.no_grad():
+        torch.testing.assert_close(response_hidden(model, batch), padded_response_hidden(model, batch))

@@ -63,6 +63,10 @@ def response_hidden(model, batch: Batch) -> torch.Tensor:
     """
     if packs_exactly(model):
         return _packed_response_hidden(model, batch)
+    return _padded_response_hidden(model, batch)
+
+
+def _padded_response_hidden(model, batch: Batch) -> torch.Tensor:
     ids, mask = sequence_inputs(batch)
     hidden = last_hidden_state(model, ids, mask)
     prompt_len, response_len = batch["prompt_ids"].shape[1], batch["response_ids"].shape[1]

@@ -7,8 +7,9 @@ import torch
 from alignflow.batch import Batch
 from alignflow.config.schema import ModelConfig
 from alignflow.models import disable_dropout, load_policy
-from alignflow.models.forward import last_hidden_state, packs_exactly
-from alignflow.workers.actor import response_hidden, response_logprobs, sequence_inputs
+from alignflow.models.forward import packs_exactly
+from alignflow.workers.actor import _padded_response_hidden as padded_response_hidden
+from alignflow.workers.actor import response_hidden, response_logprobs
 
 
 def ragged_batch(vocab: int, pad: int) -> Batch:
@@ -26,12 +27,6 @@ def ragged_batch(vocab: int, pad: int) -> Batch:
         response_mask[i, :r] = 1
     return Batch(tensors={"prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
                           "response_ids": response_ids, "response_mask": response_mask})
-
-
-def padded_response_hidden(model, batch: Batch) -> torch.Tensor:
-    ids, mask = sequence_inputs(batch)
-    prompt_len, response_len = batch["prompt_ids"].shape[1], batch["response_ids"].shape[1]
-    return last_hidden_state(model, ids, mask)[:, prompt_len - 1 : prompt_len - 1 + response_len]
 
 
 @pytest.fixture

@@ -73,12 +73,12 @@ def packing_capacity(model: nn.Module, model_name: str, data) -> int | None:
     """The row capacity of packed batches (``data.max_length``), or None for padded ones.
 
     Batches are packed when ``data.packing`` is on and ``model`` is a causal decoder (an encoder
-    reads a pooled state and pads); a decoder that fails :func:`packing_is_exact` is a
-    ``ConfigError`` naming ``data.packing``.
+    reads a pooled state and pads); a decoder that fails the packing check (:func:`packs_exactly`,
+    shared with the RL passes) is a ``ConfigError`` naming ``data.packing``.
     """
     if not (data.packing and is_causal_decoder(model.config)):
         return None
-    if not packing_is_exact(model):
+    if not packs_exactly(model):
         raise ConfigError(f"data.packing: {model_name} attends across packed sequences (its attention "
                           "ignores the position resets); set data.packing=false")
     return data.max_length

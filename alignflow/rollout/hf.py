@@ -34,9 +34,6 @@ from alignflow.rollout.sampling import process_logits, sample_next_token
 # A character may take up to 4 byte-level tokens; one extra token keeps the stop string off the
 # window's first token, whose decoding may differ (e.g. a SentencePiece leading space).
 _TOKENS_PER_CHAR = 4
-# Packed prefill rows hold at least this many tokens (attention inside a row is dense, so rows
-# are kept short enough that its cost stays small next to the MLPs).
-_PREFILL_ROW_TOKENS = 1024
 
 
 class HFRolloutEngine:
@@ -211,8 +208,10 @@ class HFRolloutEngine:
         """The prefill over padding-free packed rows, its keys and values then laid out left-padded."""
         num_prompts, width = prompts.shape
         lengths = prompt_mask.sum(-1).tolist()
+        # Rows as wide as the longest prompt: attention inside a packed row is dense (the block mask
+        # does not skip work), so wider rows cost more (8 HH prompts: 0.89 s against 1.07 s at 1024).
         packed = pack_sequences([row[width - n :].tolist() for row, n in zip(prompts, lengths, strict=True)],
-                                max(width, _PREFILL_ROW_TOKENS), self.pad_token_id)
+                                width, self.pad_token_id)
         row_width = packed["input_ids"].shape[1]
         segments = packed["segments"].tolist()
         # Flat token indices: where each prompt token sits in the packed rows (source), in the

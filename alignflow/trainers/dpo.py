@@ -36,7 +36,7 @@ from alignflow.trainers.dpo_logps import (
 )
 from alignflow.trainers.loop import plan_steps, run_loop
 from alignflow.trainers.optim import start_run
-from alignflow.trainers.pair_eval import accuracy_by_source
+from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})
@@ -99,13 +99,15 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
         return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
                                "tokens": sum(len(c.input_ids) + len(r.input_ids) for c, r in pairs)}
 
+    baseline = length_baseline(val_pairs, val_sources)
+
     def evaluate() -> dict[str, float]:
         policy, tokens = batched_pair_logps(model, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype,
                                             capacity=capacity)
         ref = reference.logps("validation", range(len(val_pairs)))
         loss, (chosen, rejected), stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return {"loss": float(loss), **{k: float(v) for k, v in stats.items()},
-                **accuracy_by_source(val_sources, chosen, rejected)}
+                **accuracy_by_source(val_sources, chosen, rejected), **baseline}
 
     def metadata() -> dict:
         return {"kind": "policy", "trainer": "dpo", "base_model": cfg.model.name, "config": to_dict(cfg)}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from alignflow.algorithms.preference import pairwise_wins
+from alignflow.data.tokenize import Encoded
 
 
 def source_name(location: str) -> str:
@@ -22,7 +26,32 @@ def accuracy_by_source(sources: list[str], chosen: torch.Tensor, rejected: torch
     names = sorted(set(sources))
     if len(names) < 2:
         return {}
-    diff = (chosen - rejected).float()
-    correct = (diff > 0).float() + 0.5 * (diff == 0).float()
+    correct = pairwise_wins(chosen, rejected)
     index = torch.tensor([names.index(s) for s in sources])
     return {f"accuracy/{name}": float(correct[index == i].mean()) for i, name in enumerate(names)}
+
+
+def length_baseline(pairs: Sequence[tuple[Encoded, Encoded]], sources: list[str]) -> dict[str, float]:
+    """The accuracy of "the longer response wins" on the same pairs, overall and per source.
+
+    Length is the cheapest preference signal and the one reward models learn first (Singhal et al.
+    2023), so a preference model shows that it learnt more only by beating this. On HH-RLHF it is
+    right on the helpful files (~60%) and wrong on harmless-base (~44%), where the refusal the
+    labellers chose tends to be the shorter answer.
+    """
+    if not pairs:
+        return {}
+    chosen = torch.tensor([len(c.response_ids) for c, _ in pairs])
+    rejected = torch.tensor([len(r.response_ids) for _, r in pairs])
+    per_source = accuracy_by_source(sources, chosen, rejected)
+    return {"length_baseline/accuracy": float(pairwise_wins(chosen, rejected).mean()),
+            **{f"length_baseline/{key}": value for key, value in per_source.items()}}
+
+
+def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor) -> float:
+    """Pearson correlation of rewards with response lengths: near 1, the model mostly counts tokens.
+    0 when either is constant (no linear relation to measure)."""
+    rewards, lengths = rewards.double(), lengths.double()
+    if rewards.numel() < 2 or rewards.std() == 0 or lengths.std() == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([rewards, lengths]))[0, 1])

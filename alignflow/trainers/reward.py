@@ -32,7 +32,7 @@ from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.optim import autocast, start_run
-from alignflow.trainers.pair_eval import accuracy_by_source
+from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline, length_correlation
 
 
 @dataclass
@@ -100,6 +100,10 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
             rejected.append(r)
         return torch.cat(chosen), torch.cat(rejected)
 
+    baseline = length_baseline(val_pairs, val_sources)
+    response_lengths = torch.tensor([len(c.response_ids) for c, _ in val_pairs] +
+                                    [len(r.response_ids) for _, r in val_pairs], dtype=torch.float)
+
     def evaluate() -> dict[str, float]:
         chosen, rejected = score_validation()
         stats = {k: float(v) for k, v in preference_metrics(chosen, rejected).items()}
@@ -111,6 +115,8 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
             "reward_mean": float(both.mean()),
             "reward_std": float(both.std()),
             **accuracy_by_source(val_sources, chosen, rejected),
+            "length_correlation": length_correlation(both, response_lengths),
+            **baseline,
         }
 
     def metadata() -> dict:

@@ -180,7 +180,8 @@ def test_dpo_run_on_the_fixtures_saves_a_plain_hf_policy_and_resumes_without_res
     meta = json.loads((result.model_dir / "alignflow.json").read_text())
     assert meta["trainer"] == "dpo" and meta["metrics"]["steps"] == 3
     # Validation mixes two files: accuracy is reported for each.
-    assert {"eval_accuracy/hh_small", "eval_accuracy/preference"} <= set(result.metrics)
+    assert {"eval_accuracy/hh_small", "eval_accuracy/preference", "eval_length_baseline/accuracy",
+            "eval_length_baseline/accuracy/hh_small"} <= set(result.metrics)
     for key in ("loss", "accuracy", "margin", "reward_chosen", "reward_rejected", "logp_chosen", "logp_rejected"):
         assert math.isfinite(result.metrics["train_" + key]) and math.isfinite(result.metrics["eval_" + key])
     assert result.best_dir is not None and (result.best_dir / "model.safetensors").is_file()

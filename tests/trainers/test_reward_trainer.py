@@ -10,10 +10,10 @@ from alignflow.cli.main import app
 from alignflow.config import RewardConfig, load_config
 from alignflow.config.schema import ModelConfig
 from alignflow.data.formatting import ChatFormatter
-from alignflow.data.tokenize import PromptResponseEncoder
+from alignflow.data.tokenize import Encoded, PromptResponseEncoder
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import RewardModelScorer
-from alignflow.trainers.pair_eval import accuracy_by_source, source_name
+from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline, length_correlation, source_name
 from alignflow.trainers.reward import collate_pairs, train_reward_model
 
 
@@ -31,6 +31,10 @@ def test_reward_model_learns_the_preference_and_is_centred(backbone, request, pr
     model_dir = request.getfixturevalue(backbone)
     result = train_reward_model(rm_config(model_dir, preference_file, tmp_path / "run"))
     assert result.metrics["eval_accuracy"] == 1.0
+    # Beside the model's accuracy, the bar that length alone sets on the same pairs, and how much
+    # of the reward follows length.
+    assert 0.0 <= result.metrics["eval_length_baseline/accuracy"] <= 1.0
+    assert -1.0 <= result.metrics["eval_length_correlation"] <= 1.0
     assert result.best_dir is not None and (result.best_dir / "alignflow.json").is_file()
     # Plain transformers loads it; alignflow's scorer applies the centring offset wherever it lives.
     assert AutoModelForSequenceClassification.from_pretrained(result.model_dir).config.num_labels == 1
@@ -121,6 +125,28 @@ def test_accuracy_is_reported_per_source_file():
     assert accuracy_by_source(sources, chosen, rejected) == {"accuracy/harmless-base": 0.5,
                                                              "accuracy/helpful-base": 1.0}
     assert accuracy_by_source(sources[:2], chosen[:2], rejected[:2]) == {}  # one source: nothing to split
+
+
+def test_length_baseline_scores_longer_wins_per_source_with_ties_half():
+    def pair(chosen_tokens: int, rejected_tokens: int) -> tuple[Encoded, Encoded]:
+        # The prompt is shared and long: only the response lengths may count.
+        return Encoded([7] * 50, [1] * chosen_tokens), Encoded([7] * 50, [1] * rejected_tokens)
+
+    pairs = [pair(5, 2), pair(2, 5), pair(3, 3), pair(9, 1)]
+    sources = ["harmless-base", "harmless-base", "helpful-base", "helpful-base"]
+    assert length_baseline(pairs, sources) == {"length_baseline/accuracy": 0.625,
+                                               "length_baseline/accuracy/harmless-base": 0.5,
+                                               "length_baseline/accuracy/helpful-base": 0.75}
+    assert length_baseline([], []) == {}
+
+
+def test_length_correlation_is_pearson_and_zero_when_undefined():
+    lengths = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert length_correlation(2 * lengths + 1, lengths) == pytest.approx(1.0)
+    assert length_correlation(-lengths, lengths) == pytest.approx(-1.0)
+    assert length_correlation(torch.tensor([1.0, -1.0, -1.0, 1.0]), lengths) == pytest.approx(0.0)
+    assert length_correlation(torch.zeros(4), lengths) == 0.0  # a constant reward (a fresh zero head)
+    assert length_correlation(torch.ones(1), lengths[:1]) == 0.0
 
 
 def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_llama_dir):

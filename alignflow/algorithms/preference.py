@@ -45,13 +45,13 @@ def reward_centering_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, coef
     return coef * ((r_chosen + r_rejected) ** 2).mean()
 
 
-@torch.no_grad()
 def pairwise_wins(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
     """Per pair: 1 where chosen scores higher, 0.5 on a tie (a coin flip), 0 otherwise."""
     diff = (r_chosen - r_rejected).float()
     return (diff > 0).float() + 0.5 * (diff == 0).float()
 
 
+@torch.no_grad()
 def preference_metrics(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> dict[str, torch.Tensor]:
     """``accuracy`` (ties count as half right, as a coin flip would) and ``mean_margin``.
 

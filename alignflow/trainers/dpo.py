@@ -36,7 +36,7 @@ from alignflow.trainers.dpo_logps import (
 )
 from alignflow.trainers.loop import plan_steps, run_loop
 from alignflow.trainers.optim import start_run
-from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline
+from alignflow.trainers.pair_eval import accuracy_by_source, against_length_baseline, length_baseline
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})
@@ -134,5 +134,7 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()
     best_dir = out / "best" if (out / "best").is_dir() else None
+    if line := against_length_baseline(metrics):
+        console.print(line)
     console.print(f"[bold green]DPO done[/]: policy in {model_dir} (best by validation accuracy: {best_dir})")
     return DPOResult(model_dir, best_dir, metrics)

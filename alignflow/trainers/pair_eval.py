@@ -48,6 +48,14 @@ def length_baseline(pairs: Sequence[tuple[Encoded, Encoded]], sources: list[str]
             **{f"length_baseline/{key}": value for key, value in per_source.items()}}
 
 
+def against_length_baseline(metrics: dict[str, float]) -> str | None:
+    """One line for the end of a run: the final validation accuracy beside the length rule's."""
+    if "eval_accuracy" not in metrics or "eval_length_baseline/accuracy" not in metrics:
+        return None
+    return (f"validation accuracy {metrics['eval_accuracy']:.1%}; "
+            f"\"the longer response wins\" scores {metrics['eval_length_baseline/accuracy']:.1%} on the same pairs")
+
+
 def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor) -> float:
     """Pearson correlation of rewards with response lengths: near 1, the model mostly counts tokens.
     0 when either is constant (no linear relation to measure)."""

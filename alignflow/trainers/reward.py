@@ -32,7 +32,12 @@ from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.optim import autocast, start_run
-from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline, length_correlation
+from alignflow.trainers.pair_eval import (
+    accuracy_by_source,
+    against_length_baseline,
+    length_baseline,
+    length_correlation,
+)
 
 
 @dataclass
@@ -147,6 +152,8 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()
     best_dir = out / "best" if (out / "best").is_dir() else None
+    if line := against_length_baseline(metrics):
+        console.print(line)
     console.print(f"[bold green]reward model done[/]: {model_dir} (best by validation accuracy: {best_dir})")
     return RewardResult(model_dir, best_dir, metrics)
 

@@ -13,7 +13,13 @@ from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import RewardModelScorer
-from alignflow.trainers.pair_eval import accuracy_by_source, length_baseline, length_correlation, source_name
+from alignflow.trainers.pair_eval import (
+    accuracy_by_source,
+    against_length_baseline,
+    length_baseline,
+    length_correlation,
+    source_name,
+)
 from alignflow.trainers.reward import collate_pairs, train_reward_model
 
 
@@ -101,6 +107,7 @@ def test_rm_cli_trains_and_scores(tiny_bert_dir, preference_file, tmp_path):
                       "grad_accum: 1, max_steps: 3, lr: 1.0e-3}\n")
     result = runner.invoke(app, ["rm", "train", str(config), "--set", f"output_dir={tmp_path / 'run'}"])
     assert result.exit_code == 0, result.output
+    assert '"the longer response wins" scores' in " ".join(result.output.split())  # rich may wrap it
     rows = write_jsonl(tmp_path / "responses.jsonl", [{"prompt": "hi", "response": "hello"},
                                                       {"prompt": "hi", "response": ""}])
     scored = tmp_path / "scored.jsonl"
@@ -138,6 +145,12 @@ def test_length_baseline_scores_longer_wins_per_source_with_ties_half():
                                                "length_baseline/accuracy/harmless-base": 0.5,
                                                "length_baseline/accuracy/helpful-base": 0.75}
     assert length_baseline([], []) == {}
+
+
+def test_the_closing_line_sets_the_accuracy_beside_the_length_rule():
+    line = against_length_baseline({"eval_accuracy": 0.568, "eval_length_baseline/accuracy": 0.561})
+    assert line == 'validation accuracy 56.8%; "the longer response wins" scores 56.1% on the same pairs'
+    assert against_length_baseline({"train_loss": 0.7}) is None  # no validation set
 
 
 def test_length_correlation_is_pearson_and_zero_when_undefined():

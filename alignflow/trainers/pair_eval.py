@@ -31,6 +31,12 @@ def accuracy_by_source(sources: list[str], chosen: torch.Tensor, rejected: torch
     return {f"accuracy/{name}": float(correct[index == i].mean()) for i, name in enumerate(names)}
 
 
+def response_lengths(pairs: Sequence[tuple[Encoded, Encoded]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chosen and rejected response lengths in tokens, ``(pairs,)`` each (the prompt is shared)."""
+    return (torch.tensor([len(c.response_ids) for c, _ in pairs]),
+            torch.tensor([len(r.response_ids) for _, r in pairs]))
+
+
 def length_baseline(pairs: Sequence[tuple[Encoded, Encoded]], sources: list[str]) -> dict[str, float]:
     """The accuracy of "the longer response wins" on the same pairs, overall and per source.
 
@@ -41,8 +47,7 @@ def length_baseline(pairs: Sequence[tuple[Encoded, Encoded]], sources: list[str]
     """
     if not pairs:
         return {}
-    chosen = torch.tensor([len(c.response_ids) for c, _ in pairs])
-    rejected = torch.tensor([len(r.response_ids) for _, r in pairs])
+    chosen, rejected = response_lengths(pairs)
     per_source = accuracy_by_source(sources, chosen, rejected)
     return {"length_baseline/accuracy": float(pairwise_wins(chosen, rejected).mean()),
             **{f"length_baseline/{key}": value for key, value in per_source.items()}}

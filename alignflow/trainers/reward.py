@@ -37,6 +37,7 @@ from alignflow.trainers.pair_eval import (
     against_length_baseline,
     length_baseline,
     length_correlation,
+    response_lengths,
 )
 
 
@@ -106,8 +107,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         return torch.cat(chosen), torch.cat(rejected)
 
     baseline = length_baseline(val_pairs, val_sources)
-    response_lengths = torch.tensor([len(c.response_ids) for c, _ in val_pairs] +
-                                    [len(r.response_ids) for _, r in val_pairs], dtype=torch.float)
+    lengths = torch.cat(response_lengths(val_pairs))  # chosen then rejected, as ``both`` below
 
     def evaluate() -> dict[str, float]:
         chosen, rejected = score_validation()
@@ -120,7 +120,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
             "reward_mean": float(both.mean()),
             "reward_std": float(both.std()),
             **accuracy_by_source(val_sources, chosen, rejected),
-            "length_correlation": length_correlation(both, response_lengths),
+            "length_correlation": length_correlation(both, lengths),
             **baseline,
         }
 

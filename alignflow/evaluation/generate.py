@@ -37,7 +37,7 @@ from alignflow.evaluation.metrics import (
 )
 from alignflow.models.loading import load_policy
 from alignflow.rollout import HFRolloutEngine, SamplingParams
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 
 Prompt = str | list[Message] | PromptExample
 

@@ -29,7 +29,7 @@ from alignflow.evaluation.metrics import Estimate, mean_ci
 from alignflow.models.forward import causal_lm_parts
 from alignflow.models.loading import load_policy
 from alignflow.rollout import SamplingParams
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 from alignflow.workers.actor import response_logprobs
 
 

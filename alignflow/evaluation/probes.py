@@ -41,7 +41,7 @@ from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.evaluation.generate import ResponseGenerator, eval_mode
 from alignflow.evaluation.metrics import Estimate, mean_ci
 from alignflow.rollout import SamplingParams
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 from alignflow.workers.actor import response_logprobs
 
 # ----------------------------------------------------------------------------- refusals

@@ -45,7 +45,7 @@ from alignflow.models.reward_io import RewardModelScorer
 from alignflow.reporting.eval_plots import draw_plots
 from alignflow.reporting.report import render_report
 from alignflow.reporting.trackers import log_to_trackers
-from alignflow.trainers.optim import set_seed, set_threads
+from alignflow.runtime import set_seed, set_threads
 
 
 @dataclass

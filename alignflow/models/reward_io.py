@@ -20,7 +20,7 @@ from alignflow.data.tokenize import PromptResponseEncoder, pad_right
 from alignflow.data.types import Message
 from alignflow.models.loading import disable_dropout, load_tokenizer, reward_head
 from alignflow.models.saving import plain_model, read_metadata, save_model
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 
 OFFSET_KEY = "alignflow_reward_offset"
 

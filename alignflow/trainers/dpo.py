@@ -35,8 +35,8 @@ from alignflow.trainers.dpo_logps import (
     reference_fingerprint,
 )
 from alignflow.trainers.loop import plan_steps, run_loop
-from alignflow.trainers.optim import start_run
 from alignflow.trainers.pair_eval import accuracy_by_source, against_length_baseline, length_baseline
+from alignflow.trainers.run_setup import start_run
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})

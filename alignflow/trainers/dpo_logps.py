@@ -28,7 +28,7 @@ from rich.console import Console
 
 from alignflow.data.tokenize import Encoded
 from alignflow.models.forward import labelled_token_logprobs
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 from alignflow.trainers.sft import collate_sft, collate_sft_packed
 
 Pair = tuple[Encoded, Encoded]

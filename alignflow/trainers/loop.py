@@ -21,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from alignflow.config.schema import TrainConfig
 from alignflow.models import compile_blocks
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics
+from alignflow.runtime import rng_state, set_rng_state
+from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.trainers.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
-from alignflow.trainers.optim import build_optimizer, build_scheduler, rng_state, set_rng_state
 
 
 class TrainingError(RuntimeError):

@@ -29,9 +29,9 @@ from alignflow.models import load_reward_model, reward_head, value_head
 from alignflow.models.forward import last_hidden_state, packing_capacity
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.runtime import autocast
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.optim import autocast, start_run
 from alignflow.trainers.pair_eval import (
     accuracy_by_source,
     against_length_baseline,
@@ -39,6 +39,7 @@ from alignflow.trainers.pair_eval import (
     length_correlation,
     response_lengths,
 )
+from alignflow.trainers.run_setup import start_run
 
 
 @dataclass

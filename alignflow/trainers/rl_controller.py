@@ -58,6 +58,7 @@ from alignflow.data.types import Message
 from alignflow.reporting.alerts import AlertMonitor
 from alignflow.reporting.curves import plot_rlhf_curves
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
+from alignflow.runtime import rng_state, set_rng_state
 from alignflow.trainers.checkpoint import (
     STATE_FILE,
     checkpoint_root,
@@ -67,7 +68,7 @@ from alignflow.trainers.checkpoint import (
 )
 from alignflow.trainers.data_setup import load_train_val
 from alignflow.trainers.loop import TrainingError
-from alignflow.trainers.optim import rng_state, set_rng_state, start_run
+from alignflow.trainers.run_setup import start_run
 from alignflow.workers.base import RLWorkers
 
 CURVES_FILE = "rlhf_training_curves.png"

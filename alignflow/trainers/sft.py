@@ -24,9 +24,10 @@ from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
 from alignflow.models.forward import labelled_token_nll, packing_capacity
 from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.runtime import autocast
 from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.optim import autocast, start_run
+from alignflow.trainers.run_setup import start_run
 
 
 @dataclass

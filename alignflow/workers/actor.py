@@ -33,7 +33,8 @@ from alignflow.data.packing import pack_sequences
 from alignflow.models.forward import causal_lm_parts, last_hidden_state, packs_exactly
 from alignflow.models.saving import save_model
 from alignflow.rollout import RolloutEngine, SamplingParams
-from alignflow.trainers.optim import autocast, build_optimizer, build_scheduler
+from alignflow.runtime import autocast
+from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.workers.base import (
     add_weighted,
     dispatch,

@@ -31,7 +31,8 @@ from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
 from alignflow.config.schema import ModelConfig
 from alignflow.models import is_causal_decoder, load_reward_model, load_tokenizer, value_head
 from alignflow.models.reward_io import OFFSET_KEY
-from alignflow.trainers.optim import autocast, build_optimizer, build_scheduler
+from alignflow.runtime import autocast
+from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.workers.actor import response_hidden
 from alignflow.workers.base import (
     add_weighted,

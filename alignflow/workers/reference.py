@@ -15,7 +15,7 @@ import copy
 import torch
 
 from alignflow.batch import Batch
-from alignflow.trainers.optim import autocast
+from alignflow.runtime import autocast
 from alignflow.workers.actor import response_logprobs
 from alignflow.workers.base import dispatch
 

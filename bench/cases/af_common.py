@@ -80,8 +80,8 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     generate, score, reference + behaviour log-probs, [values], advantages, update). ``phases``: the
     controller's own clock per phase (``time/*_s``), medians over the measured steps."""
     from alignflow.config.rl import PPOConfig, PPOTrainConfig, PromptDataConfig, RolloutConfig
-    from alignflow.trainers.optim import start_run
     from alignflow.trainers.rl_controller import RLController, load_prompt_sets
+    from alignflow.trainers.run_setup import start_run
     from alignflow.workers.local import build_local_workers
 
     steps = args.warmup + args.steps

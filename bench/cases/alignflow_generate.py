@@ -18,7 +18,7 @@ from af_common import model_config, rollout_weights  # noqa: E402
 from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
-from alignflow.trainers.optim import autocast  # noqa: E402
+from alignflow.runtime import autocast  # noqa: E402
 from alignflow.workers.local import rollout_module  # noqa: E402
 
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)

@@ -165,7 +165,7 @@ def test_length_correlation_is_pearson_and_zero_when_undefined():
 def test_head_lr_gives_the_fresh_head_its_own_learning_rate(tiny_llama_dir):
     from alignflow.config import ConfigError
     from alignflow.models import load_reward_model, reward_head
-    from alignflow.trainers.optim import build_optimizer, build_scheduler
+    from alignflow.runtime.optim import build_optimizer, build_scheduler
 
     cfg = rm_config(tiny_llama_dir, "x", "out", "train.lr=1e-5", "train.head_lr=1e-3", "train.warmup_ratio=0.5")
     model, _ = load_reward_model(cfg.model)

@@ -1,4 +1,4 @@
-"""The PPO (and, by config, GRPO / RLOO / REINFORCE++) job config.
+"""The RL job config: PPO, GRPO, RLOO or REINFORCE++ by `algorithm.adv_estimator`.
 
 Defaults follow Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (the TL;DR
 recipe): temperature 0.7, KL penalty 0.05 in the reward, missing-EOS penalty -1, GAE gamma 1 /
@@ -20,6 +20,7 @@ from alignflow.algorithms import (
     POLICY_LOSSES,
     get_advantage_estimator,
 )
+from alignflow.config.distributed import DistributedConfig
 from alignflow.config.loader import ConfigError
 from alignflow.config.rewards import RewardSpec, legacy_reward_specs, validate_reward_specs
 from alignflow.config.schema import ModelConfig, TrainConfig
@@ -111,7 +112,7 @@ class AlgorithmConfig:
 
 
 @dataclass
-class PPOTrainConfig:
+class RLTrainConfig:
     steps: int = 100  # PPO iterations (generate -> score -> ... -> update)
     prompts_per_step: int = 16  # prompts per rollout batch; rows = prompts_per_step x rollout.n
     ppo_epochs: int = 4  # passes over each rollout batch, in freshly shuffled mini-batches
@@ -157,7 +158,7 @@ class AlertConfig:
 
 
 @dataclass
-class PPOConfig:
+class RLConfig:
     output_dir: str = "runs/ppo"
     model: ModelConfig = field(default_factory=ModelConfig)  # the policy (start from an SFT folder)
     reward_model: str = ""  # a folder written by `alignflow rm train` (its model/ or best/)
@@ -166,8 +167,9 @@ class PPOConfig:
     data: PromptDataConfig = field(default_factory=PromptDataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    train: PPOTrainConfig = field(default_factory=PPOTrainConfig)
+    train: RLTrainConfig = field(default_factory=RLTrainConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
 
     @property
@@ -189,6 +191,7 @@ class PPOConfig:
 
     def validate(self) -> None:
         self.model.validate()
+        self.distributed.validate()
         if not self.data.train:
             raise ConfigError("data.train must name a prompt dataset (file, folder or hub name)")
         if not 0.0 <= self.data.val_fraction < 1.0:

@@ -20,10 +20,10 @@ from typing import Any
 from alignflow.config.dpo import DPOConfig
 from alignflow.config.eval import EvalConfig
 from alignflow.config.loader import ConfigError
-from alignflow.config.rl import PPOConfig
+from alignflow.config.rl import RLConfig
 from alignflow.config.schema import RewardConfig, SFTConfig
 
-# Stage name -> its job. RL stages share PPOConfig: GRPO / RLOO are PPOConfig with another estimator.
+# Stage name -> its job. RL stages share RLConfig: GRPO / RLOO are RLConfig with another estimator.
 STAGE_KINDS = {"sft": "sft", "rm": "rm", "judge_rm": "rm", "dpo": "dpo", "ppo": "rl", "grpo": "rl", "rloo": "rl",
                "eval": "eval"}
 
@@ -36,9 +36,9 @@ class RunConfig:
     rm: RewardConfig | None = None  # the proxy reward model that RL optimises
     judge_rm: RewardConfig | None = None  # an independent judge: another backbone or a disjoint data split
     dpo: DPOConfig | None = None
-    ppo: PPOConfig | None = None
-    grpo: PPOConfig | None = None
-    rloo: PPOConfig | None = None
+    ppo: RLConfig | None = None
+    grpo: RLConfig | None = None
+    rloo: RLConfig | None = None
     eval: EvalConfig | None = None
 
     def section(self, stage: str) -> Any:

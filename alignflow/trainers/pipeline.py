@@ -50,9 +50,9 @@ def run_stage(kind: str, section: Any, console: Console) -> tuple[Path, dict[str
         result = train_dpo(section, console=console)
         return result.model_dir, result.metrics
     if kind == "rl":
-        from alignflow.trainers.rl_controller import train_ppo
+        from alignflow.trainers.rl_controller import train_rl
 
-        result = train_ppo(section, console=console)
+        result = train_rl(section, console=console)
         return result.model_dir, {**result.metrics, **{f"eval/{k}": v for k, v in result.eval_metrics.items()}}
     if kind == "eval":
         from alignflow.evaluation.runner import run_evaluation

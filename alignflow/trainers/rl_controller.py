@@ -49,7 +49,7 @@ from alignflow.algorithms import (
 )
 from alignflow.batch import Batch
 from alignflow.config.loader import to_dict
-from alignflow.config.rl import AlgorithmConfig, PPOConfig
+from alignflow.config.rl import AlgorithmConfig, RLConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.prepare import write_jsonl
 from alignflow.data.readers import read_prompts
@@ -234,7 +234,7 @@ class RLResult:
 class RLController:
     """Drives the worker groups through ``cfg.train.steps`` steps; owns no model."""
 
-    def __init__(self, cfg: PPOConfig, workers: RLWorkers, train_prompts: PromptSet, eval_prompts: PromptSet,
+    def __init__(self, cfg: RLConfig, workers: RLWorkers, train_prompts: PromptSet, eval_prompts: PromptSet,
                  *, logger: MetricsLogger | None = None, console: Console | None = None) -> None:
         self.cfg, self.workers = cfg, workers
         self.train_prompts, self.eval_prompts = train_prompts, eval_prompts
@@ -417,7 +417,7 @@ class RLController:
 # ----------------------------------------------------------------------------- the job
 
 
-def load_prompt_sets(cfg: PPOConfig, tokenizer, console: Console) -> tuple[PromptSet, PromptSet]:
+def load_prompt_sets(cfg: RLConfig, tokenizer, console: Console) -> tuple[PromptSet, PromptSet]:
     """Training prompts and at most ``train.eval_prompts`` held-out prompts (never trained on)."""
     encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer, template=cfg.model.chat_template),
                                     max_length=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
@@ -434,7 +434,7 @@ def load_prompt_sets(cfg: PPOConfig, tokenizer, console: Console) -> tuple[Promp
     return train_set, eval_set
 
 
-def train_ppo(cfg: PPOConfig, console: Console | None = None, *, reward_fn=None) -> RLResult:
+def train_rl(cfg: RLConfig, console: Console | None = None, *, reward_fn=None) -> RLResult:
     """The ``alignflow ppo`` job: build local workers and prompts, then run the controller."""
     from alignflow.workers.local import build_local_workers
 

@@ -28,7 +28,7 @@ from alignflow.algorithms import (
     truncate_after_eos,
 )
 from alignflow.batch import Batch
-from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
+from alignflow.config.rl import AlgorithmConfig, RLTrainConfig
 from alignflow.data.packing import pack_sequences
 from alignflow.models.forward import causal_lm_parts, last_hidden_state, packs_exactly
 from alignflow.models.saving import save_model
@@ -150,7 +150,7 @@ class RolloutWorker:
 class ActorWorker:
     """The policy: recomputes log-probs and runs the PPO update with its own optimizer."""
 
-    def __init__(self, model, tokenizer, *, algorithm: AlgorithmConfig, train: PPOTrainConfig, temperature: float,
+    def __init__(self, model, tokenizer, *, algorithm: AlgorithmConfig, train: RLTrainConfig, temperature: float,
                  total_updates: int, dtype: str = "fp32", loss_norm_const: float | None = None) -> None:
         self.model, self.tokenizer, self.algorithm, self.train_cfg = model, tokenizer, algorithm, train
         self.temperature, self.dtype, self.loss_norm_const = temperature, dtype, loss_norm_const

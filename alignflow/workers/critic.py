@@ -27,7 +27,7 @@ from torch import nn
 
 from alignflow.algorithms import clipped_value_loss, masked_mean
 from alignflow.batch import Batch
-from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
+from alignflow.config.rl import AlgorithmConfig, RLTrainConfig
 from alignflow.config.schema import ModelConfig
 from alignflow.models import is_causal_decoder, load_reward_model, load_tokenizer, value_head
 from alignflow.models.reward_io import OFFSET_KEY
@@ -92,7 +92,7 @@ def token_values(model, batch: Batch, offset: float = 0.0) -> torch.Tensor:
 class CriticWorker:
     """``compute_values(batch)`` and the clipped value-loss ``update(batch)``, own optimizer."""
 
-    def __init__(self, model, tokenizer, *, algorithm: AlgorithmConfig, train: PPOTrainConfig, total_updates: int,
+    def __init__(self, model, tokenizer, *, algorithm: AlgorithmConfig, train: RLTrainConfig, total_updates: int,
                  dtype: str = "fp32", offset: float = 0.0) -> None:
         self.model, self.tokenizer, self.algorithm, self.train_cfg = model, tokenizer, algorithm, train
         self.dtype, self.offset = dtype, offset

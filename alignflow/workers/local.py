@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from alignflow.config.rl import PPOConfig, RolloutConfig
+from alignflow.config.rl import RLConfig, RolloutConfig
 from alignflow.models import compile_blocks, disable_dropout, load_policy
 from alignflow.rewards import RewardFunction, build_reward_function
 from alignflow.rollout import HFRolloutEngine, SamplingParams
@@ -68,7 +68,7 @@ def sampling_params(cfg: RolloutConfig) -> SamplingParams:
 
 def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
     """The module the rollout engine samples from: the policy itself (``shared``), or its bf16 copy
-    (``bf16``); ``weights`` as resolved by :attr:`PPOConfig.rollout_weights`."""
+    (``bf16``); ``weights`` as resolved by :attr:`RLConfig.rollout_weights`."""
     if weights == "shared":
         return policy
     # Seed deepcopy's memo with bf16 parameters, so no second fp32 copy is ever materialised
@@ -77,13 +77,13 @@ def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
     return deepcopy(policy, memo).to(torch.bfloat16).eval()
 
 
-def optimizer_updates(cfg: PPOConfig, steps: int | None = None) -> int:
+def optimizer_updates(cfg: RLConfig, steps: int | None = None) -> int:
     """Optimizer steps over ``steps`` PPO steps (default: the whole run): the LR schedule's length."""
     steps = cfg.train.steps if steps is None else steps
     return steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
 
 
-def build_local_workers(cfg: PPOConfig, *, reward_fn: RewardFunction | None = None,
+def build_local_workers(cfg: RLConfig, *, reward_fn: RewardFunction | None = None,
                         console: Console | None = None) -> tuple[RLWorkers, Any]:
     """All roles for ``cfg`` in this process, and the policy tokenizer.
 

@@ -79,7 +79,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     """Build alignflow's local workers and controller and time ``train_step()`` (one RL iteration:
     generate, score, reference + behaviour log-probs, [values], advantages, update). ``phases``: the
     controller's own clock per phase (``time/*_s``), medians over the measured steps."""
-    from alignflow.config.rl import PPOConfig, PPOTrainConfig, PromptDataConfig, RolloutConfig
+    from alignflow.config.rl import RLConfig, RLTrainConfig, PromptDataConfig, RolloutConfig
     from alignflow.trainers.rl_controller import RLController, load_prompt_sets
     from alignflow.trainers.run_setup import start_run
     from alignflow.workers.local import build_local_workers
@@ -87,7 +87,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     steps = args.warmup + args.steps
     rows = prompts_per_step * n
     algorithm.missing_eos_penalty = missing_eos_penalty
-    cfg = PPOConfig(
+    cfg = RLConfig(
         output_dir=args.workdir, model=model_config(args), reward_function="benchlib:alignflow_length_reward",
         data=PromptDataConfig(train=data_file(args, "prompts.jsonl"), val_fraction=0.0,
                               max_samples=2 * prompts_per_step * steps, max_prompt_length=args.max_length),
@@ -96,7 +96,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
         algorithm=algorithm,
         # One optimizer step per iteration over the whole batch, as TRL's GRPO/RLOO with
         # gradient_accumulation_steps=1 and num_iterations=1.
-        train=PPOTrainConfig(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=1, mini_batch_size=rows,
+        train=RLTrainConfig(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=1, mini_batch_size=rows,
                              micro_batch_size=rows, actor_lr=args.lr, critic_lr=args.lr, schedule="constant",
                              eval_prompts=0, seed=args.seed, threads=args.threads,
                              compile=args.variant == "compile"),

@@ -6,15 +6,15 @@ import pytest
 
 from alignflow.config import ConfigError, load_config
 from alignflow.config.rewards import RewardSpec
-from alignflow.config.rl import PPOConfig
+from alignflow.config.rl import RLConfig
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = ["data.train=x.jsonl"]
 FUNCTION = "{kind: function, spec: 'm:f'}"
 
 
-def load(*overrides: str) -> PPOConfig:
-    return load_config(PPOConfig, None, [*BASE, *overrides])
+def load(*overrides: str) -> RLConfig:
+    return load_config(RLConfig, None, [*BASE, *overrides])
 
 
 def test_a_composite_reward_loads_from_yaml(tmp_path):
@@ -23,7 +23,7 @@ def test_a_composite_reward_loads_from_yaml(tmp_path):
                       "  - {kind: function, spec: 'pkg.mod:fn', weight: 2, timeout: 3, on_error: fallback}\n"
                       "  - {kind: length_penalty, coef: 0.01, target: 32}\n"
                       "  - {kind: ensemble, paths: [rm-a, rm-b], reduce: min, weight: 0.5}\n")
-    cfg = load_config(PPOConfig, config)
+    cfg = load_config(RLConfig, config)
     function, penalty, ensemble = cfg.reward_specs
     assert (function.spec, function.weight, function.timeout, function.on_error) == ("pkg.mod:fn", 2.0, 3.0, "fallback")
     assert (penalty.coef, penalty.target, penalty.unit) == (0.01, 32, "tokens")
@@ -60,5 +60,5 @@ def test_reward_config_errors_name_the_key(overrides, message):
 
 
 def test_shipped_grpo_arithmetic_yaml_is_valid():
-    cfg = load_config(PPOConfig, REPO / "configs" / "grpo_arithmetic.yaml")
+    cfg = load_config(RLConfig, REPO / "configs" / "grpo_arithmetic.yaml")
     assert cfg.reward_specs[0].spec == "alignflow.tasks.arithmetic:exact_match" and not cfg.needs_critic

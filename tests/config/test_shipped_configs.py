@@ -7,12 +7,12 @@ import pytest
 from alignflow.config import RewardConfig, SFTConfig, load_config
 from alignflow.config.dpo import DPOConfig
 from alignflow.config.eval import EvalConfig
-from alignflow.config.rl import PPOConfig
+from alignflow.config.rl import RLConfig
 from alignflow.config.run import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-JOBS = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig, "ppo": PPOConfig, "ppo_hh": PPOConfig,
-        "grpo_arithmetic": PPOConfig, "eval": EvalConfig, "quickstart": RunConfig, "full": RunConfig,
+JOBS = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig, "ppo": RLConfig, "ppo_hh": RLConfig,
+        "grpo_arithmetic": RLConfig, "eval": EvalConfig, "quickstart": RunConfig, "full": RunConfig,
         "prototype": RunConfig}
 
 

@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from alignflow.config import load_config
-from alignflow.config.rl import PPOConfig
+from alignflow.config.rl import RLConfig
 from alignflow.models import load_tokenizer
 from alignflow.models.reward_io import save_reward_model
 
@@ -66,8 +66,8 @@ def reward_module(tmp_path_factory) -> str:
 def ppo_config(tiny_llama_dir, prompt_file, tmp_path, reward_module):
     """``ppo_config(*overrides, out=...)`` -> a 2-step PPO config on the tiny Llama (fp32, tiny batches)."""
 
-    def build(*overrides: str, out: Path | None = None) -> PPOConfig:
-        return load_config(PPOConfig, None, [
+    def build(*overrides: str, out: Path | None = None) -> RLConfig:
+        return load_config(RLConfig, None, [
             f"model.name={tiny_llama_dir}", "model.dtype=fp32", f"data.train={prompt_file}",
             "data.val_fraction=0.25", "data.max_prompt_length=32", f"output_dir={out or tmp_path / 'run'}",
             f"reward_function={reward_module}:length_reward", "algorithm.critic_init=policy",

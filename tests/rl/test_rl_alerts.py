@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from alignflow.config.rl import AlertConfig
 from alignflow.reporting.alerts import AlertMonitor
 from alignflow.trainers.loop import TrainingError
-from alignflow.trainers.rl_controller import train_ppo
+from alignflow.trainers.rl_controller import train_rl
 
 HEALTHY = {"kl/ref": 0.8, "policy/entropy": 2.5, "reward/raw_std": 0.4, "actor/pg_loss": -0.01,
            "critic/value_loss": 0.3, "critic/explained_variance": float("nan")}  # NaN EV is allowed
@@ -59,7 +59,7 @@ def test_nan_rewards_alert_and_keep_the_weights_finite(ppo_config, reward_module
     # sample (tests/rewards); this checks the safety net behind it.
     cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=1", "train.eval_prompts=0")
     nan_reward = importlib.import_module(reward_module).nan_reward
-    result = train_ppo(cfg, Console(quiet=True), reward_fn=nan_reward)
+    result = train_rl(cfg, Console(quiet=True), reward_fn=nan_reward)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     alerts = [r for r in rows if r["split"] == "alert"]
     assert [a["kind"] for a in alerts] == ["non_finite"]
@@ -71,5 +71,5 @@ def test_nan_rewards_alert_and_keep_the_weights_finite(ppo_config, reward_module
 def test_stop_on_alert_saves_and_stops(ppo_config, tmp_path):
     cfg = ppo_config("alerts.stop_on_alert=true", "alerts.min_entropy=1000", "train.eval_prompts=0")
     with pytest.raises(TrainingError, match="stopped on alert at step 1 .*entropy"):
-        train_ppo(cfg, Console(quiet=True))
+        train_rl(cfg, Console(quiet=True))
     assert (tmp_path / "run" / "checkpoints" / "step-000001" / "trainer_state.pt").is_file()

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from alignflow.cli.rl_cmd import register
 from alignflow.config import ConfigError, load_config
-from alignflow.config.rl import PPOConfig, estimator_needs_critic, estimator_needs_groups
+from alignflow.config.rl import RLConfig, estimator_needs_critic, estimator_needs_groups
 
 
 def cli_app() -> typer.Typer:
@@ -77,12 +77,12 @@ BASE = ["data.train=x.jsonl", "reward_function=m:f"]
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as err:
-        load_config(PPOConfig, None, BASE + overrides)
+        load_config(RLConfig, None, BASE + overrides)
     assert message in str(err.value)
 
 
 def test_default_config_is_the_ppo_recipe():
-    cfg = load_config(PPOConfig, None, BASE)
+    cfg = load_config(RLConfig, None, BASE)
     assert (cfg.rollout.temperature, cfg.algorithm.kl_coef, cfg.algorithm.missing_eos_penalty) == (0.7, 0.05, -1.0)
     assert (cfg.algorithm.gamma, cfg.algorithm.lam, cfg.train.ppo_epochs, cfg.train.adam_eps) == (1.0, 0.95, 4, 1e-5)
     assert cfg.algorithm.kl_in_reward and cfg.algorithm.whiten_advantages and not cfg.algorithm.whiten_rewards
@@ -92,5 +92,5 @@ def test_default_config_is_the_ppo_recipe():
 
 
 def test_shipped_ppo_yaml_is_valid():
-    cfg = load_config(PPOConfig, Path(__file__).resolve().parents[2] / "configs" / "ppo.yaml")
+    cfg = load_config(RLConfig, Path(__file__).resolve().parents[2] / "configs" / "ppo.yaml")
     assert cfg.reward_model and cfg.algorithm.critic_init == "auto"

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from alignflow.config.rewards import RewardSpec
 from alignflow.rewards import RewardModelReward, build_reward_term
-from alignflow.trainers.rl_controller import train_ppo
+from alignflow.trainers.rl_controller import train_rl
 
 
 def test_an_ensemble_of_one_folder_twice_scores_like_the_folder(tiny_rm_dir):
@@ -26,6 +26,6 @@ def test_ppo_runs_on_a_weighted_sum_of_a_function_and_a_length_penalty(ppo_confi
     cfg = ppo_config("reward_function=", rewards, "algorithm.adv_estimator=grpo", "rollout.n=2",
                      "train.steps=1", "train.eval_prompts=0")
     assert [spec.kind for spec in cfg.reward_specs] == ["function", "length_penalty"]
-    result = train_ppo(cfg, Console(quiet=True))
+    result = train_rl(cfg, Console(quiet=True))
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["train_reward/raw_std"] >= 0
     assert math.isfinite(result.metrics["reward/raw_mean"])

@@ -7,7 +7,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
-from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_ppo
+from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_rl
 from alignflow.workers import build_local_workers, response_logprobs
 
 QUIET = Console(quiet=True)
@@ -67,8 +67,8 @@ def metric_rows(run_dir):
 
 
 def test_same_seed_same_metrics(ppo_config, tmp_path):
-    train_ppo(ppo_config(out=tmp_path / "a"), QUIET)
-    train_ppo(ppo_config(out=tmp_path / "b"), QUIET)
+    train_rl(ppo_config(out=tmp_path / "a"), QUIET)
+    train_rl(ppo_config(out=tmp_path / "b"), QUIET)
     a, b = metric_rows(tmp_path / "a"), metric_rows(tmp_path / "b")
     assert [(r["step"], r["split"]) for r in a] == [(0, "eval"), (1, "train"), (2, "train"), (2, "eval")]
     assert a == b
@@ -77,7 +77,7 @@ def test_same_seed_same_metrics(ppo_config, tmp_path):
 def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(ppo_config, tmp_path, monkeypatch):
     args = ("train.steps=4", "train.save_every=2", "algorithm.kl_controller=adaptive", "algorithm.horizon=100",
             "algorithm.missing_eos_penalty=null")
-    full = train_ppo(ppo_config(*args, out=tmp_path / "full"), QUIET)
+    full = train_rl(ppo_config(*args, out=tmp_path / "full"), QUIET)
 
     original = RLController.save_checkpoint
 
@@ -89,9 +89,9 @@ def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(ppo_confi
 
     monkeypatch.setattr(RLController, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train_ppo(ppo_config(*args, out=tmp_path / "part"), QUIET)
+        train_rl(ppo_config(*args, out=tmp_path / "part"), QUIET)
     monkeypatch.setattr(RLController, "save_checkpoint", original)
-    resumed = train_ppo(ppo_config(*args, out=tmp_path / "part"), QUIET)
+    resumed = train_rl(ppo_config(*args, out=tmp_path / "part"), QUIET)
     assert [row["step"] for row in resumed.history] == [3, 4]  # continued, did not start over
     assert [(r["step"], r["split"]) for r in metric_rows(tmp_path / "part")] == [
         (0, "eval"), (1, "train"), (2, "train"), (3, "train"), (4, "train"), (4, "eval")]

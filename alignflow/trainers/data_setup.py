@@ -87,14 +87,16 @@ def load_train_val(
 
 
 def report_issues(issues: list[RowIssue], output_dir: Path, console: Console, what: str = "rows") -> None:
-    """Never drop silently: count skipped rows by reason, show the first few, save them all."""
+    """Never drop silently: count skipped rows by reason, show the first few, save them all. A row
+    already listed (a rerun or a resume reads the same data again) is not listed twice."""
     if not issues:
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "skipped_rows.jsonl"
+    listed = set(path.read_text().splitlines()) if path.is_file() else set()
+    lines = [json.dumps({"source": issue.source, "reason": issue.reason}) for issue in issues]
     with path.open("a") as fh:
-        for issue in issues:
-            fh.write(json.dumps({"source": issue.source, "reason": issue.reason}) + "\n")
+        fh.writelines(line + "\n" for line in dict.fromkeys(lines) if line not in listed)
     counts = Counter(issue.reason.split(":")[0] for issue in issues)
     console.print(f"[yellow]skipped {len(issues)} {what}[/] (all listed in {path}):")
     for reason, count in counts.most_common(8):

@@ -36,7 +36,7 @@ from alignflow.trainers.dpo_logps import (
 )
 from alignflow.trainers.loop import plan_steps, run_loop
 from alignflow.trainers.pair_eval import accuracy_by_source, against_length_baseline, length_baseline
-from alignflow.trainers.run_setup import start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})
@@ -67,6 +67,7 @@ def dpo_objective(
 
 def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     console = console or Console()
+    resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_policy(cfg.model)
@@ -126,8 +127,12 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
         model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out, lengths=lengths, loss_fn=loss_fn,
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
-        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger,
+        resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger, dtype=cfg.model.dtype,
     )
+    if (done := finished_summary(out, result.already_done)) is not None:
+        logger.close()
+        console.print(f"[bold green]DPO already done[/]: {out} holds the finished run; nothing to do")
+        return DPOResult(out / "model", out / "best" if (out / "best").is_dir() else None, done)
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
     model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})

@@ -3,7 +3,12 @@
 A trainer supplies the examples and a ``loss_fn`` for one micro-batch; this loop owns the rest:
 deterministic batch order, gradient accumulation, clipping, the LR schedule, logging, periodic
 evaluation, checkpoints and exact resumption. The batch order is a pure function of
-(seed, epoch), so a resumed run replays exactly the batches the interrupted one would have seen.
+(seed, epoch), so a resumed run replays exactly the batches the interrupted one would have seen,
+and its ``metrics.jsonl`` is cut back to the checkpoint's step, so the log reads as one run.
+
+An update whose gradient norm is not finite is never applied (the step is skipped and logged with
+``skipped_update=1``); ``train.max_skipped_updates`` in a row stop the run. A non-finite loss stops
+it at once. Either stop names the last good checkpoint: checkpoints never hold non-finite weights.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from alignflow.config.schema import TrainConfig
 from alignflow.models import compile_blocks
-from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics
+from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
 from alignflow.runtime import rng_state, set_rng_state
 from alignflow.runtime.optim import build_optimizer, build_scheduler
-from alignflow.trainers.checkpoint import latest_checkpoint, load_checkpoint_state, save_checkpoint
+from alignflow.trainers.checkpoint import (
+    CheckpointError,
+    damaged_advice,
+    latest_checkpoint,
+    load_checkpoint_state,
+    save_checkpoint,
+)
 
 
 class TrainingError(RuntimeError):
@@ -64,6 +75,8 @@ class LoopResult:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
+    initial_eval: dict[str, float] = field(default_factory=dict)  # before the first step (``eval_at_start``)
+    already_done: bool = False  # the newest checkpoint was the last step: nothing was trained now
 
     def summary(self) -> dict[str, float]:
         """The last train and eval metrics (prefixed), step count and wall time, for ``summary.json``."""
@@ -94,10 +107,14 @@ def run_loop(
     logger: MetricsLogger | None = None,
     head: torch.nn.Module | None = None,
     head_lr: float | None = None,
+    dtype: str = "fp32",
+    eval_at_start: bool = False,
 ) -> LoopResult:
     """Train ``model`` for the planned steps; ``unit_count`` gives the loss's normaliser per micro-batch
     (tokens for SFT, pairs for reward models) so that accumulation weights every unit equally.
-    ``head``: a reward model's scalar head, trained at ``head_lr`` when that is set."""
+    ``head``: a reward model's scalar head, trained at ``head_lr`` when that is set. ``dtype``: the
+    model's compute precision (for advice when the run diverges). ``eval_at_start``: evaluate (and
+    log at step 0) before the first step."""
     output_dir = Path(output_dir)
     plan = plan_steps(lengths, cfg)
     optimizer = build_optimizer(model, cfg, head=head, head_lr=head_lr)
@@ -105,24 +122,39 @@ def run_loop(
     logger = logger or MetricsLogger(output_dir)
     console = logger.console
     start_step = 0
+    window: list[dict[str, float]] = []  # the steps since the last logged row (averaged into the next)
     if resume and (ckpt := latest_checkpoint(output_dir)) is not None:
         state = load_checkpoint_state(ckpt)
         start_step = _restore(model, optimizer, scheduler, state, ckpt)
+        window = list(state.get("log_window", []))
         console.print(f"[bold]resuming[/] from {ckpt} at step {start_step}/{len(plan)}")
-    result = LoopResult(step=start_step)
+    logger.truncate_after(start_step)  # steps after the checkpoint are redone, and logged, again
+    result = _logged_result(logger, start_step)
+    if start_step == 0 and eval_at_start and evaluate is not None:
+        result.initial_eval = _evaluate(model, evaluate, logger, 0, None)
     if start_step >= len(plan):
+        result.already_done = True
         return result
 
-    def checkpoint(step: int) -> None:
-        save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, metadata=metadata(),
-                        state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "rng": rng_state()})
+    def checkpoint(step: int) -> Path:
+        return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, metadata=metadata(),
+                               state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                      "rng": rng_state(), "log_window": window})
+
+    def stop(step: int, what: str) -> TrainingError:
+        """Save the state before ``step`` when it is finite, and say which checkpoint is the last good one."""
+        try:
+            last: Path | None = checkpoint(step)
+        except CheckpointError:
+            last = latest_checkpoint(output_dir)
+        where = f"the last good checkpoint is {last}" if last else "no good checkpoint was saved"
+        return TrainingError(f"{what}; {where}. {divergence_advice(dtype)}")
 
     if cfg.compile:
         compile_blocks(model)
     model.train()
     started = time.perf_counter()
-    window: list[dict[str, float]] = []
+    skipped_in_a_row = 0
     progress = Progress(TextColumn("[bold blue]train"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[line]}"), TimeRemainingColumn(), console=console)
     with progress:
@@ -138,27 +170,28 @@ def run_loop(
                 loss, metrics = loss_fn(micro, n_units / total_units)
                 if not torch.isfinite(loss):
                     optimizer.zero_grad(set_to_none=True)
-                    checkpoint(step)  # the weights are still those after the last good step
-                    raise TrainingError(
-                        f"non-finite loss ({loss.item()}) at step {step + 1}; rows: {describe_rows(micro)}. "
-                        f"The state before this step is saved in {output_dir / 'checkpoints'}; "
-                        f"try a lower train.lr or model.dtype=fp32."
-                    )
+                    raise stop(step, f"non-finite loss ({loss.item()}) at step {step + 1}; "
+                                     f"rows: {describe_rows(micro)}")
                 loss.backward()
                 tokens += metrics.pop("tokens", 0)
                 for key, value in metrics.items():
                     step_metrics[key] = step_metrics.get(key, 0.0) + value * n_units / total_units
-            grad_norm = torch.nn.utils.clip_grad_norm_(
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
-            )
-            optimizer.step()
-            scheduler.step()
+            ))
+            skipped = not math.isfinite(grad_norm)  # such an update would make every weight NaN
+            if not skipped:
+                optimizer.step()
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step_metrics.update(grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0],
+            skipped_in_a_row = skipped_in_a_row + 1 if skipped else 0
+            step_metrics.update(grad_norm=grad_norm, lr=scheduler.get_last_lr()[0],
                                 step_time_s=time.perf_counter() - step_start, units=float(total_units),
-                                tokens=float(tokens))
+                                tokens=float(tokens), skipped_update=float(skipped))
             window.append(step_metrics)
             done = step + 1
+            if skipped:
+                console.print(f"[yellow]step {done}: gradient norm {grad_norm} is not finite; update skipped[/]")
             if done % cfg.log_every == 0 or done == len(plan):
                 averaged = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
                 seconds = sum(m["step_time_s"] for m in window)
@@ -169,6 +202,9 @@ def run_loop(
                 result.train_metrics = averaged
                 progress.update(task, line=format_metrics(averaged, ["loss", "accuracy", "lr"]))
                 window = []
+            if skipped_in_a_row >= cfg.max_skipped_updates:
+                raise stop(done, f"{skipped_in_a_row} consecutive updates skipped (gradient norm not finite) "
+                                 f"up to step {done}, the limit train.max_skipped_updates={cfg.max_skipped_updates}")
             if evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0 and done < len(plan):
                 result.eval_metrics = _evaluate(model, evaluate, logger, done, on_eval)
             if cfg.save_every and done % cfg.save_every == 0 and done < len(plan):
@@ -180,6 +216,29 @@ def run_loop(
     result.step = len(plan)
     result.wall_time_s = time.perf_counter() - started
     return result
+
+
+def divergence_advice(dtype: str) -> str:
+    """What to try when a run diverges; fp32 is only advice for a run that is not fp32 already."""
+    lower = "try a lower train.lr" + (" or model.dtype=fp32" if dtype != "fp32" else "")
+    return (f"{lower}, then rerun with --set resume=false (a fresh start), or resume the last good "
+            f"checkpoint under the new settings with --set force_resume=true")
+
+
+def _logged_result(logger: MetricsLogger, step: int) -> LoopResult:
+    """What the rows already logged up to ``step`` say: the result a resumed run continues from."""
+    rows = read_metrics(logger.path)
+
+    def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in ("step", "split", "time")}
+
+    train = [row for row in rows if row["split"] == "train"]
+    evals = [row for row in rows if row["split"] == "eval"]
+    later = [row for row in evals if row["step"] > 0]
+    return LoopResult(step=step, train_metrics=metrics_of(train[-1]) if train else {},
+                      eval_metrics=metrics_of(later[-1]) if later else {},
+                      history=[{"step": row["step"], **metrics_of(row)} for row in train],
+                      initial_eval=next((metrics_of(row) for row in evals if row["step"] == 0), {}))
 
 
 def _evaluate(model, evaluate, logger: MetricsLogger, step: int, on_eval) -> dict[str, float]:
@@ -195,6 +254,7 @@ def _evaluate(model, evaluate, logger: MetricsLogger, step: int, on_eval) -> dic
 
 
 def _restore(model, optimizer, scheduler, state: dict, ckpt: Path) -> int:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if state.get("lora_state"):
@@ -202,7 +262,10 @@ def _restore(model, optimizer, scheduler, state: dict, ckpt: Path) -> int:
     else:
         weights: dict[str, torch.Tensor] = {}
         for shard in sorted((ckpt / "model").glob("*.safetensors")):
-            weights.update(load_file(shard))
+            try:
+                weights.update(load_file(shard))
+            except (SafetensorError, OSError) as err:
+                raise CheckpointError(f"{shard} is corrupt or truncated ({err}); {damaged_advice(ckpt)}") from None
         missing, unexpected = model.load_state_dict(weights, strict=False)
         # Tied weights (lm_head = embeddings) are saved once; anything else missing is an error.
         missing = [k for k in missing if not k.endswith("lm_head.weight")]

@@ -25,7 +25,7 @@ from alignflow.config.loader import to_dict
 from alignflow.config.schema import RewardConfig
 from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import Encoded, pad_right
-from alignflow.models import load_reward_model, reward_head, value_head
+from alignflow.models import load_reward_model, read_metadata, reward_head, value_head
 from alignflow.models.forward import last_hidden_state, packing_capacity
 from alignflow.models.reward_io import save_reward_model
 from alignflow.reporting.metrics_logger import MetricsLogger
@@ -39,7 +39,7 @@ from alignflow.trainers.pair_eval import (
     length_correlation,
     response_lengths,
 )
-from alignflow.trainers.run_setup import start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
 
 
 @dataclass
@@ -76,6 +76,7 @@ def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
     console = console or Console()
+    resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_reward_model(cfg.model)
@@ -128,7 +129,9 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     def metadata() -> dict:
         return {"kind": "reward_model", "trainer": "reward", "base_model": cfg.model.name, "config": to_dict(cfg)}
 
-    best = {"accuracy": -1.0, "step": -1}
+    # A resumed run competes with the best checkpoint it already kept.
+    kept = read_metadata(out / "best") if cfg.resume else {}
+    best = {"accuracy": kept.get("metrics", {}).get("accuracy", -1.0), "step": kept.get("step", -1)}
 
     def keep_best(step: int, metrics: dict[str, float]) -> None:
         if metrics["accuracy"] > best["accuracy"]:
@@ -143,8 +146,12 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger, head=reward_head(model),
-        head_lr=cfg.train.head_lr,
+        head_lr=cfg.train.head_lr, dtype=cfg.model.dtype,
     )
+    if (done := finished_summary(out, result.already_done)) is not None:
+        logger.close()
+        console.print(f"[bold green]reward model already done[/]: {out} holds the finished run; nothing to do")
+        return RewardResult(out / "model", out / "best" if (out / "best").is_dir() else None, done)
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
     offset = -result.eval_metrics.get("reward_mean", 0.0)

@@ -27,7 +27,7 @@ from alignflow.reporting.metrics_logger import MetricsLogger
 from alignflow.runtime import autocast
 from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.run_setup import start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
 
 
 @dataclass
@@ -75,6 +75,7 @@ def encode_examples(
 
 def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     console = console or Console()
+    resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
     model, tokenizer = load_policy(cfg.model)
@@ -119,19 +120,18 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
         return sum(len(train_rows[i].response_ids) for i in indices)
 
     logger = MetricsLogger(out, console=console)
-    with torch.no_grad():
-        initial = evaluate() if val_rows else {}
-    if initial:
-        logger.log(0, initial, split="eval")
-        console.print(f"validation before training: loss={initial['loss']:.4f}")
     result = run_loop(
         model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
         lengths=[len(r.input_ids) for r in train_rows], loss_fn=loss_fn, unit_count=response_tokens,
         evaluate=evaluate if val_rows else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
-        resume=cfg.resume, logger=logger,
+        resume=cfg.resume, logger=logger, dtype=cfg.model.dtype, eval_at_start=True,
     )
-    metrics = {**result.summary(), **{"initial_eval_" + k: v for k, v in initial.items()}}
+    if (done := finished_summary(out, result.already_done)) is not None:
+        logger.close()
+        console.print(f"[bold green]SFT already done[/]: {out} holds the finished run; nothing to do")
+        return SFTResult(out / "model", done)
+    metrics = {**result.summary(), **{"initial_eval_" + k: v for k, v in result.initial_eval.items()}}
     model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
     (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()

@@ -20,6 +20,7 @@ class DistributedConfig:
     ray_address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); null = start one here
     num_cpus_per_worker: float = 1.0  # CPUs a rank's bundle reserves (fractions allowed)
     num_gpus_per_worker: float = 0.0  # GPUs a rank's bundle reserves (1 per rank on a GPU node)
+    offload: bool = False  # FSDP2 CPU offload of sharded parameters and optimizer state (GPU memory)
     # A dead worker stops the run naming its role, rank and the last good checkpoint. With N > 0 the
     # worker groups are rebuilt and resume from that checkpoint, at most N times.
     max_restarts: int = 0

@@ -26,11 +26,10 @@ from alignflow.algorithms import kl_estimate, masked_sum
 from alignflow.config.schema import ModelConfig
 from alignflow.evaluation.generate import Prompt, ResponseGenerator, eval_mode
 from alignflow.evaluation.metrics import Estimate, mean_ci
-from alignflow.models.forward import causal_lm_parts
+from alignflow.models.forward import causal_lm_parts, response_logprobs
 from alignflow.models.loading import load_policy
 from alignflow.rollout import SamplingParams
 from alignflow.runtime import autocast
-from alignflow.workers.actor import response_logprobs
 
 
 @dataclass(frozen=True)

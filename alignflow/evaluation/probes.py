@@ -40,9 +40,9 @@ from alignflow.data.sources import DataError, RawRow, iter_rows
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.evaluation.generate import ResponseGenerator, eval_mode
 from alignflow.evaluation.metrics import Estimate, mean_ci
+from alignflow.models.forward import response_logprobs
 from alignflow.rollout import SamplingParams
 from alignflow.runtime import autocast
-from alignflow.workers.actor import response_logprobs
 
 # ----------------------------------------------------------------------------- refusals
 

@@ -13,9 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alignflow.algorithms import entropy_from_logits, logprobs_from_logits
+from alignflow.batch import Batch
 from alignflow.config.loader import ConfigError
+from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import IGNORE_INDEX
-from alignflow.models.loading import is_causal_decoder
+from alignflow.models.loading import is_causal_decoder, value_head
 
 
 def causal_lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -134,3 +137,105 @@ def labelled_token_nll(
     """
     logps, counts = labelled_token_logprobs(model, input_ids, attention_mask, labels, chunk_tokens, position_ids)
     return -logps.sum(), int(counts.sum())
+
+
+# ----------------------------------------------------------------------------- RL passes over sampled responses
+
+
+class HeadAtPositions(nn.Module):
+    """A causal LM (``head="lm"``) or value model (``head="value"``) whose forward runs the body
+    once and its output layer only at the chosen ``(rows, columns)`` positions: ``(N, out)``.
+
+    Every RL pass over the policy or the critic goes through this module's forward, so a wrapper
+    that works in forward hooks (FSDP2 gathers parameters there and reduces their gradients after)
+    covers the embeddings, the final norm and the head as well as the blocks.
+    """
+
+    def __init__(self, model: nn.Module, head: str = "lm") -> None:
+        super().__init__()
+        if head not in ("lm", "value"):
+            raise ValueError(f"head must be 'lm' or 'value', got {head!r}")
+        self.model, self.head = model, head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, position_ids: torch.Tensor,
+                rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        hidden = last_hidden_state(self.model, input_ids, attention_mask, position_ids)
+        output_layer = causal_lm_parts(self.model)[1] if self.head == "lm" else value_head(self.model)
+        return output_layer(hidden[rows, columns])
+
+
+def as_head_at_positions(model: nn.Module, head: str = "lm") -> HeadAtPositions:
+    """``model`` itself when it already is one, else a wrapper over it (no weights are copied)."""
+    return model if isinstance(model, HeadAtPositions) else HeadAtPositions(model, head)
+
+
+def sequence_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt (left-padded) + response (right-padded) ids and attention mask, ``(B, P + R)``."""
+    ids = torch.cat([batch["prompt_ids"], batch["response_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["response_mask"]], dim=1)
+    return ids, mask
+
+
+def response_inputs(model: nn.Module, batch: Batch, packed: bool | None = None
+                    ) -> tuple[dict[str, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]:
+    """The :class:`HeadAtPositions` inputs that score every real response token, and where each
+    lands in the batch, ``(row, t)``.
+
+    The hidden state at position ``P - 1 + t`` (the last prompt token, then response tokens)
+    predicts response token ``t``. A causal decoder that keeps packed sequences apart
+    (``packed=None`` asks :func:`packs_exactly`) runs padding-free: each row's real prompt and
+    response tokens are packed back to back, so neither the left padding of short prompts nor the
+    right padding of short responses is computed. Other models run the padded rows, with positions
+    from the attention mask so that left padding does not shift them.
+    """
+    prompt_ids, response_ids = batch["prompt_ids"], batch["response_ids"]
+    device = prompt_ids.device
+    response_lengths = batch["response_mask"].sum(-1)
+    row, t = (torch.arange(response_ids.shape[1], device=device) < response_lengths[:, None]).nonzero(as_tuple=True)
+    if packed is None:
+        packed = packs_exactly(model)
+    if not packed:
+        ids, mask = sequence_inputs(batch)
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+                  "rows": row, "columns": prompt_ids.shape[1] - 1 + t}
+        return inputs, (row, t)
+    prompt_mask = batch["prompt_mask"].bool()
+    prompt_lengths = prompt_mask.sum(-1)
+    sequences = [torch.cat([p[m], r[:n]]).tolist()
+                 for p, m, r, n in zip(prompt_ids, prompt_mask, response_ids, response_lengths.tolist())]
+    width = prompt_ids.shape[1] + response_ids.shape[1]  # rows as wide as the padded ones
+    pack = {k: v.to(device) for k, v in pack_sequences(sequences, width, pad_token_id=0).items()}
+    packed_row, start = pack["segments"][row].unbind(-1)
+    inputs = {"input_ids": pack["input_ids"], "attention_mask": None, "position_ids": pack["position_ids"],
+              "rows": packed_row, "columns": start + prompt_lengths[row] - 1 + t}
+    return inputs, (row, t)
+
+
+def _scatter(values: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    """``(N,)`` values into a zero ``shape`` tensor at ``where`` (differentiable)."""
+    return values.new_zeros(shape).index_put(where, values)
+
+
+def response_logprobs(model: nn.Module, batch: Batch, temperature: float, *, with_entropy: bool = False,
+                      packed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``(B, R)`` of the response tokens under ``softmax(logits / temperature)``, and
+    optionally the entropy ``(B, R)`` of that distribution; both 0 on padding.
+
+    ``model``: a causal LM or its :class:`HeadAtPositions` (the form sharded training wraps)."""
+    module = as_head_at_positions(model, "lm")
+    inputs, where = response_inputs(module.model, batch, packed)
+    logits = module(**inputs)
+    shape = batch["response_ids"].shape
+    logprobs = _scatter(logprobs_from_logits(logits, batch["response_ids"][where], temperature), where, shape)
+    entropy = _scatter(entropy_from_logits(logits, temperature), where, shape) if with_entropy else None
+    return logprobs, entropy
+
+
+def token_values(model: nn.Module, batch: Batch, offset: float = 0.0, *, packed: bool | None = None) -> torch.Tensor:
+    """Values ``(B, R)`` fp32 of the states before each response token; 0 on padding.
+
+    ``model``: a one-output sequence-classification model or its :class:`HeadAtPositions`."""
+    module = as_head_at_positions(model, "value")
+    inputs, where = response_inputs(module.model, batch, packed)
+    values = module(**inputs).squeeze(-1).float() + offset
+    return _scatter(values, where, batch["response_ids"].shape)

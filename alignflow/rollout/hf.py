@@ -29,7 +29,7 @@ from transformers.cache_utils import DynamicLayer
 from alignflow.batch import Batch
 from alignflow.data.packing import pack_sequences
 from alignflow.rollout.base import SamplingParams
-from alignflow.rollout.sampling import process_logits, sample_next_token
+from alignflow.rollout.sampling import draw_uniforms, process_logits, row_generators, sample_next_token, seed_for
 
 # A character may take up to 4 byte-level tokens; one extra token keeps the stop string off the
 # window's first token, whose decoding may differ (e.g. a SentencePiece leading space).
@@ -84,8 +84,17 @@ class HFRolloutEngine:
                 if tensor.data_ptr() != source[name].data_ptr():
                     tensor.copy_(source[name])
 
-    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Batch:
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams,
+                 prompt_seeds: list[int] | None = None) -> Batch:
+        """Sample ``params.n`` responses per prompt (see ``rollout.base``). Sample ``j`` of prompt
+        ``i`` draws from its own generator seeded with ``seed_for(prompt_seeds[i], j)``
+        (``prompt_seeds`` default: ``seed_for(params.seed, i)``; no seed at all: torch's global
+        RNG), so what a prompt gets does not depend on the batch it is in."""
         params.validate()
+        if prompt_seeds is None and params.seed is not None:
+            prompt_seeds = [seed_for(params.seed, i) for i in range(len(prompt_ids))]
+        if prompt_seeds is not None and len(prompt_seeds) != len(prompt_ids):
+            raise ValueError(f"{len(prompt_seeds)} prompt seeds for {len(prompt_ids)} prompts")
         if params.stop_strings and self.decode is None:
             raise ValueError("stop_strings need a decode function (build the engine with from_tokenizer or decode=...)")
         prompts, prompt_mask = self._pad_prompts(prompt_ids)
@@ -94,7 +103,7 @@ class HFRolloutEngine:
         self.model.eval()
         try:
             with torch.inference_mode():
-                tensors = self._decode(prompts, prompt_mask, params)
+                tensors = self._decode(prompts, prompt_mask, params, prompt_seeds)
         finally:
             self.model.train(was_training)
         # Inference tensors cannot be saved for backward; the trainer feeds these to autograd.
@@ -126,7 +135,7 @@ class HFRolloutEngine:
         return torch.tensor(padded, device=device), torch.tensor(mask, device=device)
 
     def _decode(
-        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, params: SamplingParams
+        self, prompts: torch.Tensor, prompt_mask: torch.Tensor, params: SamplingParams, prompt_seeds: list[int] | None
     ) -> dict[str, torch.Tensor]:
         """prompts, prompt_mask (num_prompts, P) left-padded -> the tensors listed in ``rollout.base``.
 
@@ -152,12 +161,14 @@ class HFRolloutEngine:
         finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
         has_eos = torch.zeros_like(finished)
         eos_ids = torch.tensor(self.eos_token_ids, dtype=torch.long, device=device)
-        generator = None if params.seed is None else torch.Generator(device=device).manual_seed(params.seed)
+        generators = None if prompt_seeds is None else row_generators(
+            [seed_for(seed, j) for seed in prompt_seeds for j in range(params.n)], device)
         next_position = prompt_mask.sum(-1, keepdim=True)  # (B, 1)
         for step in range(params.max_new_tokens):
             end = prompt_len + step  # buffer column of the token sampled in this step
             processed = process_logits(next_logits, params, ids[:, :end], mask[:, :end])
-            token, logprob = sample_next_token(processed, generator, params.do_sample)
+            uniform = draw_uniforms(generators, batch_size, device) if params.do_sample else None
+            token, logprob = sample_next_token(processed, uniform, params.do_sample)
             alive = ~finished
             ids[:, end] = torch.where(alive, token, self.pad_token_id)
             mask[:, end] = alive.long()

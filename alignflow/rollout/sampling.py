@@ -6,6 +6,8 @@ sampling) temperature, top-k, top-p. Filtered-out tokens get ``-inf`` so that so
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from alignflow.rollout.base import SamplingParams
@@ -106,10 +108,30 @@ def process_logits(
     return apply_top_p(logits, params.top_p)
 
 
+def seed_for(*parts: int) -> int:
+    """A 63-bit seed that depends on every part (``seed_for(run_seed, prompt, sample)``): the
+    samples a prompt gets never depend on which other prompts share its batch or its rank."""
+    digest = hashlib.blake2b(":".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def row_generators(seeds: list[int], device: torch.device) -> list[torch.Generator]:
+    """One generator per row, seeded with ``seeds``."""
+    return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+
+def draw_uniforms(generators: list[torch.Generator] | None, rows: int, device: torch.device) -> torch.Tensor:
+    """``(rows, 1)`` fp32 uniforms: one from each row's generator, or from torch's global RNG."""
+    if generators is None:
+        return torch.rand(rows, 1, device=device)
+    return torch.cat([torch.rand(1, generator=g, device=device) for g in generators])[:, None]
+
+
 def sample_next_token(
-    processed_logits: torch.Tensor, generator: torch.Generator | None, do_sample: bool
+    processed_logits: torch.Tensor, uniform: torch.Tensor | None, do_sample: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw one token per row. processed_logits (B, V) -> token (B,) long, logprob (B,) float.
+    """Draw one token per row. processed_logits (B, V), uniform (B, 1) in [0, 1) -> token (B,)
+    long, logprob (B,) float. Greedy (``do_sample=False``) needs no uniforms.
 
     ``logprob`` is the log-softmax of ``processed_logits`` at the chosen token.
     """
@@ -118,9 +140,8 @@ def sample_next_token(
         # Inverse-CDF sampling: one uniform per row. ``torch.multinomial`` draws an exponential per
         # vocabulary entry instead (49k for SmolLM2), which made it ~10% of a CPU decode step.
         cdf = logprobs.exp().cumsum(dim=-1)
-        uniform = torch.rand(cdf.shape[0], 1, generator=generator, dtype=cdf.dtype, device=cdf.device)
         # right=True: a token of zero probability (a flat step of the CDF) can never be drawn.
-        token = torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).squeeze(1)
+        token = torch.searchsorted(cdf, uniform.to(cdf.dtype) * cdf[:, -1:], right=True).squeeze(1)
         token = token.clamp_(max=cdf.shape[-1] - 1)
     else:
         token = logprobs.argmax(dim=-1)

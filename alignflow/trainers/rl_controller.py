@@ -2,21 +2,23 @@
 
 One step, top to bottom (:meth:`RLController.train_step`)::
 
-    prompts -> rollout.generate ---------- sample with the actor's weights, cut after the first EOS
+    prompts -> policy.sync_rollout_weights  the rollout engine gets the actor's weights (after updates)
+            -> policy.generate ----------- sample, cut after the first EOS
             -> reward.compute_scores ----- the reward function / reward model on the decoded text
-            -> reference.compute_ref_logprobs, actor.compute_logprobs   (logits / temperature)
+            -> policy.compute_ref_logprobs, policy.compute_logprobs   (logits / temperature)
             -> critic.compute_values ----- only when the estimator needs values (GAE)
             -> shape_rewards ------------- missing-EOS penalty, -beta*KL per token, score at the last token
             -> compute_advantages -------- the configured estimator (GAE, GRPO, RLOO, ...)
-            -> critic.update, actor.update  (PPO epochs over shuffled mini-batches)
+            -> critic.update, policy.update  (PPO epochs over shuffled global mini-batches)
             -> metrics, alerts, KL controller, checkpoint
 
 With one optimizer step per batch and the KL outside the reward, the update is on-policy: the
-behaviour log-probs come from the update's own forward (``actor.update_on_policy``) and the
-separate ``actor.compute_logprobs`` pass is skipped.
+behaviour log-probs come from the update's own forward (``policy.update_on_policy``) and the
+separate ``policy.compute_logprobs`` pass is skipped.
 
 The math lives in ``alignflow.algorithms`` and is chosen by config names; the controller only
-routes Batches, so GRPO or RLOO is a config change and Ray workers are a different worker builder.
+routes Batches and metric dicts, so GRPO or RLOO is a config change, and one process or Ray worker
+groups over several ranks is the worker builder's choice (``distributed.backend``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from alignflow.data.prepare import write_jsonl
 from alignflow.data.readers import read_prompts
 from alignflow.data.tokenize import PromptResponseEncoder
 from alignflow.data.types import Message
+from alignflow.models import load_tokenizer
 from alignflow.reporting.alerts import AlertMonitor
 from alignflow.reporting.curves import plot_rlhf_curves
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
@@ -253,6 +256,14 @@ class RLController:
         self.step = 0
         self.prompts_consumed = 0  # position in the prompt stream (the data order)
         self.history: list[dict[str, Any]] = []
+        self.rollout_stale = True  # the rollout engine's weights lag the actor's until synced
+
+    def sync_rollout_weights(self, times: dict[str, float]) -> None:
+        """Give the rollout engine the actor's current weights, once after each update (timed)."""
+        if self.rollout_stale:
+            with timed(times, "sync_weights"):
+                self.workers.policy.sync_rollout_weights()
+            self.rollout_stale = False
 
     # ----- one step ---------------------------------------------------------------------------
 
@@ -266,17 +277,17 @@ class RLController:
         prompts = self.train_prompts.batch(
             prompt_order(self.prompts_consumed, count, len(self.train_prompts), cfg.train.seed), positions)
 
+        self.sync_rollout_weights(times)
         with timed(times, "generate"):  # sample with the actor's weights; cut after the first EOS
-            batch = w.rollout.generate(prompts, seed=cfg.train.seed * 1_000_003 + self.step)
-        batch.info["step"] = self.step
+            batch, generation = w.policy.generate(prompts, seed=cfg.train.seed * 1_000_003 + self.step)
         with timed(times, "score"):
             batch = batch.union(w.reward.compute_scores(batch))
         actor_trains = self.step >= cfg.train.critic_warmup  # the first steps may fit only the critic
         on_policy = actor_trains and self.single_update
         with timed(times, "logprobs"):  # reference and behaviour log-probs, logits / temperature
-            batch = batch.union(w.reference.compute_ref_logprobs(batch))
+            batch = batch.union(w.policy.compute_ref_logprobs(batch))
             if not on_policy:
-                batch = batch.union(w.actor.compute_logprobs(batch))
+                batch = batch.union(w.policy.compute_logprobs(batch))
         if w.critic is not None:
             with timed(times, "values"):
                 batch = batch.union(w.critic.compute_values(batch))
@@ -285,14 +296,14 @@ class RLController:
         critic_metrics, actor_metrics = {}, {}
         if w.critic is not None:
             with timed(times, "critic_update"):
-                critic_metrics = w.critic.update(batch)
+                critic_metrics = w.critic.update(batch, step=self.step)
         with timed(times, "actor_update"):
             if on_policy:  # the update's own forward gives the behaviour log-probs (and entropy)
-                update = w.actor.update_on_policy(batch)
-                actor_metrics = update.info["metrics"]
-                batch = batch.union(Batch(tensors=update.tensors))
+                behaviour, actor_metrics = w.policy.update_on_policy(batch)
+                batch = batch.union(behaviour)
             elif actor_trains:
-                actor_metrics = w.actor.update(batch)
+                actor_metrics = w.policy.update(batch, step=self.step)
+        self.rollout_stale = self.rollout_stale or actor_trains
         batch = token_kl(batch, algo)
 
         metrics = {**rollout_metrics(batch), **critic_metrics, **actor_metrics, "kl/coef": self.kl_ctl.value}
@@ -300,7 +311,7 @@ class RLController:
         self.prompts_consumed += count
         self.step += 1
         elapsed = time.perf_counter() - started
-        metrics.update(times, **{"time/step_s": elapsed, "perf/tokens_per_s": batch.info["generated_tokens"] / elapsed,
+        metrics.update(times, **{"time/step_s": elapsed, "perf/tokens_per_s": generation["generated_tokens"] / elapsed,
                                  "data/prompts_consumed": float(self.prompts_consumed)})
         return metrics
 
@@ -332,7 +343,7 @@ class RLController:
         eval_metrics = self.evaluate() or eval_metrics
         self.save_checkpoint()
         model_dir = self.output_dir / "model"
-        self.workers.actor.save_model(str(model_dir), self.metadata(final_metrics=metrics))
+        self.workers.policy.save_model(str(model_dir), self.metadata(final_metrics=metrics))
         plot_rlhf_curves(read_metrics(self.logger.path), self.output_dir / CURVES_FILE)
         return RLResult(model_dir, metrics, eval_metrics, self.history)
 
@@ -346,10 +357,11 @@ class RLController:
         started = time.perf_counter()
         everything = self.eval_prompts.batch(list(range(len(self.eval_prompts))), list(range(len(self.eval_prompts))))
         scores, kl, lengths, has_eos, samples = [], [], [], [], []
+        self.sync_rollout_weights({})
         for prompts in everything.split(self.cfg.rows_per_step):
-            batch = w.rollout.generate(prompts, seed=self.cfg.train.seed + 7, eval_mode=True)
+            batch, _ = w.policy.generate(prompts, seed=self.cfg.train.seed + 7, eval_mode=True)
             batch = batch.union(w.reward.compute_scores(batch))
-            batch = batch.union(w.reference.compute_ref_logprobs(batch)).union(w.actor.compute_logprobs(batch))
+            batch = batch.union(w.policy.compute_ref_logprobs(batch)).union(w.policy.compute_logprobs(batch))
             mask = batch["response_mask"]
             scores.append(batch["raw_scores"])
             kl.append(masked_sum(batch["old_logprobs"] - batch["ref_logprobs"], mask, dim=-1))  # k1, per response
@@ -384,13 +396,14 @@ class RLController:
                 "kl_controller": self.kl_ctl.state_dict(), "alerts": self.alerts.state_dict()}
 
     def save_checkpoint(self, keep: int = 2) -> Path:
-        """``checkpoints/step-N/``: ``policy/`` (+ ``critic/``) Hugging Face folders, the workers'
-        optimizer states and ``trainer_state.pt`` (written last, so a half-written one is ignored)."""
+        """``checkpoints/step-N/``: ``policy/`` (+ ``critic/``) Hugging Face folders with the workers'
+        optimizer shards, each rank's RNG state, and ``trainer_state.pt``; written to a staging folder
+        and renamed into place when complete, so a half-written one is never picked up."""
         root = checkpoint_root(self.output_dir)
         final, staging = root / f"step-{self.step:06d}", root / f".step-{self.step:06d}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        self.workers.actor.save_checkpoint(str(staging), self.metadata())
+        self.workers.policy.save_checkpoint(str(staging), self.metadata())
         if self.workers.critic is not None:
             self.workers.critic.save_checkpoint(str(staging), {**self.metadata(), "kind": "critic"})
         torch.save(self.controller_state(), staging / STATE_FILE)
@@ -403,13 +416,14 @@ class RLController:
         if ckpt is None:
             return False
         state = load_checkpoint_state(ckpt)
-        self.workers.actor.load_checkpoint(str(ckpt))
+        self.workers.policy.load_checkpoint(str(ckpt))
         if self.workers.critic is not None:
             self.workers.critic.load_checkpoint(str(ckpt))
         self.step, self.prompts_consumed = int(state["step"]), int(state["prompts_consumed"])
         set_rng_state(state["rng"])
         self.kl_ctl.load_state_dict(state["kl_controller"])
         self.alerts.load_state_dict(state["alerts"])
+        self.rollout_stale = True
         self.console.print(f"[bold]resuming[/] from {ckpt} at step {self.step}/{self.cfg.train.steps}")
         return True
 
@@ -434,21 +448,54 @@ def load_prompt_sets(cfg: RLConfig, tokenizer, console: Console) -> tuple[Prompt
     return train_set, eval_set
 
 
-def train_rl(cfg: RLConfig, console: Console | None = None, *, reward_fn=None) -> RLResult:
-    """The ``alignflow ppo`` job: build local workers and prompts, then run the controller."""
+def build_workers(cfg: RLConfig, reward_fn=None) -> RLWorkers:
+    """The worker groups of ``distributed.backend``: this process, or Ray actors over the ranks."""
+    if cfg.distributed.backend == "ray":
+        from alignflow.workers.ray_group import build_ray_workers
+
+        return build_ray_workers(cfg, reward_fn=reward_fn)
     from alignflow.workers.local import build_local_workers
+
+    return build_local_workers(cfg, reward_fn=reward_fn)
+
+
+def train_rl(cfg: RLConfig, console: Console | None = None, *, reward_fn=None) -> RLResult:
+    """The ``alignflow rl`` job: build the worker groups and prompts, then run the controller.
+
+    A worker that dies stops the run naming its role, rank and the last good checkpoint; with
+    ``distributed.max_restarts: N`` the groups are rebuilt and resume from that checkpoint, at most
+    N times. ``reward_fn`` replaces the config's reward (tests, notebooks)."""
+    from alignflow.workers.ray_group import WorkerFailure
 
     console = console or Console()
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
-    workers, tokenizer = build_local_workers(cfg, reward_fn=reward_fn, console=console)
-    train_prompts, eval_prompts = load_prompt_sets(cfg, tokenizer, console)
-    logger = MetricsLogger(out, console=console)
-    try:
-        result = RLController(cfg, workers, train_prompts, eval_prompts, logger=logger, console=console).fit()
-    finally:
-        logger.close()
+    train_prompts, eval_prompts = load_prompt_sets(cfg, load_tokenizer(cfg.model.name), console)
+    restarts = 0
+    while True:
+        logger = MetricsLogger(out, console=console)
+        workers = None
+        try:
+            workers = build_workers(cfg, reward_fn)
+            if workers.critic is not None:
+                console.print(f"critic: {workers.critic.describe()}")
+            result = RLController(cfg, workers, train_prompts, eval_prompts, logger=logger, console=console).fit()
+            break
+        except WorkerFailure as failure:
+            last = latest_checkpoint(out)
+            resume_from = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+            if restarts >= cfg.distributed.max_restarts:
+                raise TrainingError(f"{failure}; {resume_from}; rerun the same command to resume "
+                                    "(distributed.max_restarts restarts automatically)") from None
+            restarts += 1
+            console.print(f"[bold red]{failure}[/]; restarting the worker groups ({restarts}/"
+                          f"{cfg.distributed.max_restarts}) from {last or 'the start'}")
+        finally:
+            logger.close()
+            if workers is not None:
+                workers.shutdown()
     summary = {**{f"train_{k}": v for k, v in result.metrics.items()},
                **{f"eval_{k}": v for k, v in result.eval_metrics.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    console.print(f"[bold green]PPO done[/]: policy in {result.model_dir}, curves in {out / CURVES_FILE}")
+    console.print(f"[bold green]RL done[/] ({cfg.algorithm.adv_estimator}): policy in {result.model_dir}, "
+                  f"curves in {out / CURVES_FILE}")
     return result

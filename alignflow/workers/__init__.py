@@ -1,18 +1,20 @@
-"""Workers by role (actor, rollout, reference, critic, reward) behind one worker-group interface.
+"""Workers by role (policy = actor + rollout + reference, critic, reward) behind one worker-group
+interface, in this process (`LocalWorkerGroup`) or on Ray actors (`RayWorkerGroup`).
 
-Each worker method takes a `Batch` and returns a `Batch` (or metrics); the controller calls them
-through a `WorkerGroup`, so where the workers run (this process, Ray actors) is not its concern.
+Each worker method takes a `Batch` and returns a `Batch`, metrics, or both; the controller calls
+them through a `WorkerGroup`, so where the workers run is not its concern.
 """
 
-from alignflow.workers.actor import ActorWorker, RolloutWorker, response_logprobs
 from alignflow.workers.base import RLWorkers, WorkerGroup, collect, dispatch, reduce_metrics, split_batch
-from alignflow.workers.critic import CriticWorker, token_values
+from alignflow.workers.critic import CriticWorker
 from alignflow.workers.local import LocalWorkerGroup, build_local_workers
-from alignflow.workers.reference import ReferenceWorker
+from alignflow.workers.policy import PolicyWorker
 from alignflow.workers.reward import RewardWorker
 
+# Role name -> the worker class a rank builds from (config, role).
+WORKER_CLASSES = {"policy": PolicyWorker, "critic": CriticWorker, "reward": RewardWorker}
+
 __all__ = [
-    "ActorWorker", "CriticWorker", "LocalWorkerGroup", "RLWorkers", "ReferenceWorker", "RewardWorker",
-    "RolloutWorker", "WorkerGroup", "build_local_workers", "collect", "dispatch", "reduce_metrics",
-    "response_logprobs", "split_batch", "token_values",
+    "WORKER_CLASSES", "CriticWorker", "LocalWorkerGroup", "PolicyWorker", "RLWorkers", "RewardWorker", "WorkerGroup",
+    "build_local_workers", "collect", "dispatch", "reduce_metrics", "split_batch",
 ]

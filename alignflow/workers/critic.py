@@ -27,21 +27,22 @@ from torch import nn
 
 from alignflow.algorithms import clipped_value_loss, masked_mean
 from alignflow.batch import Batch
-from alignflow.config.rl import AlgorithmConfig, RLTrainConfig
+from alignflow.config.rl import RLConfig
 from alignflow.config.schema import ModelConfig
-from alignflow.models import is_causal_decoder, load_reward_model, load_tokenizer, value_head
-from alignflow.models.reward_io import OFFSET_KEY
-from alignflow.runtime import autocast
-from alignflow.runtime.optim import build_optimizer, build_scheduler
-from alignflow.workers.actor import response_hidden
-from alignflow.workers.base import (
-    add_weighted,
-    dispatch,
-    load_trainable,
-    micro_batch_weights,
-    save_trainable,
-    step_optimizer,
+from alignflow.models import (
+    compile_blocks,
+    disable_dropout,
+    is_causal_decoder,
+    load_reward_model,
+    load_tokenizer,
+    value_head,
 )
+from alignflow.models.forward import packs_exactly, token_values
+from alignflow.models.reward_io import OFFSET_KEY
+from alignflow.runtime import autocast, resolve_device
+from alignflow.workers.base import dispatch
+from alignflow.workers.engine import TrainingEngine, load_rank_rng, save_rank_rng
+from alignflow.workers.policy import optimizer_updates, update_order
 
 
 def reward_model_critic_problem(reward_model_dir: str | Path, policy_tokenizer) -> str | None:
@@ -83,66 +84,78 @@ def load_critic_model(init: str, model_cfg: ModelConfig, reward_model_dir: str =
     return model, tokenizer, float(getattr(model.config, OFFSET_KEY, 0.0) or 0.0)
 
 
-def token_values(model, batch: Batch, offset: float = 0.0) -> torch.Tensor:
-    """Values ``(B, R)`` fp32 of the states before each response token; 0 on padding."""
-    values = value_head(model)(response_hidden(model, batch)).squeeze(-1).float() + offset
-    return torch.where(batch["response_mask"].bool(), values, torch.zeros_like(values))
-
-
 class CriticWorker:
-    """``compute_values(batch)`` and the clipped value-loss ``update(batch)``, own optimizer."""
+    """``compute_values(batch)`` and the clipped value-loss ``update(batch)``, own optimizer. Built
+    from ``(config, role)``; the model loads in :meth:`init_model`."""
 
-    def __init__(self, model, tokenizer, *, algorithm: AlgorithmConfig, train: RLTrainConfig, total_updates: int,
-                 dtype: str = "fp32", offset: float = 0.0) -> None:
-        self.model, self.tokenizer, self.algorithm, self.train_cfg = model, tokenizer, algorithm, train
-        self.dtype, self.offset = dtype, offset
-        optim_cfg = train.optim_config(train.critic_lr)
-        self.optimizer = build_optimizer(model, optim_cfg, head=value_head(model), head_lr=train.critic_head_lr)
-        self.scheduler = build_scheduler(self.optimizer, optim_cfg, total_updates)
+    def __init__(self, config: RLConfig, role: str = "critic") -> None:
+        self.cfg, self.role = config, role
+
+    def init_model(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device()
+        policy_tokenizer = load_tokenizer(cfg.model.name)
+        init, reason = resolve_critic_init(cfg.algorithm.critic_init, cfg.reward_model, policy_tokenizer)
+        self.init_reason = reason
+        model, self.tokenizer, self.offset = load_critic_model(init, cfg.model, cfg.reward_model)
+        if cfg.model.disable_dropout:
+            disable_dropout(model)
+        model.to(self.device)
+        packs_exactly(model)  # decided once on the whole model, before it is sharded
+        if cfg.train.compile:
+            compile_blocks(model)
+        train = cfg.train
+        self.engine = TrainingEngine(model, head="value", optim_cfg=train.optim_config(train.critic_lr),
+                                     total_updates=optimizer_updates(cfg), dtype=cfg.model.dtype, device=self.device,
+                                     head_lr=train.critic_head_lr, offload=cfg.distributed.offload)
+
+    @dispatch("broadcast")
+    def describe(self) -> str:
+        """How the critic was initialised (printed by the job)."""
+        return self.init_reason
 
     @dispatch("split")
     @torch.no_grad()
     def compute_values(self, batch: Batch) -> Batch:
         """``values`` ``(B, R)`` at rollout time (the clipping anchor of the value loss)."""
-        self.model.eval()
-        with autocast(self.dtype):
-            return Batch(tensors={"values": token_values(self.model, batch, self.offset)})
+        self.engine.module.eval()
+        with autocast(self.cfg.model.dtype, self.device.type):
+            values = token_values(self.engine.module, batch.to(self.device), self.offset)
+        return Batch(tensors={"values": values.cpu()})
 
-    @dispatch("split")
-    def update(self, batch: Batch) -> dict[str, float]:
-        """Regress values on ``returns`` for ``ppo_epochs`` over shuffled mini-batches (needs ``values``)."""
-        cfg = self.train_cfg
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + int(batch.info.get("step", 0)) + 2)
-        mini_batches = [m for _ in range(cfg.ppo_epochs) for m in batch.shuffle(generator).split(cfg.mini_batch_size)]
-        totals: dict[str, float] = {}
-        self.model.train()
-        for mini in mini_batches:
-            add_weighted(totals, self._optimizer_step(mini), 1.0 / len(mini_batches))
-        return {f"critic/{k}": v for k, v in totals.items()}
+    @dispatch("broadcast")
+    def update(self, batch: Batch, *, step: int) -> dict[str, float]:
+        """Regress values on ``returns`` for ``ppo_epochs`` over shuffled global mini-batches (every
+        rank trains its part of each); needs ``values``."""
+        train, algo = self.cfg.train, self.cfg.algorithm
+        mini_batches = update_order(batch.to(self.device), train.seed, step, 2, train.ppo_epochs, train.mini_batch_size)
 
-    def _optimizer_step(self, mini: Batch) -> dict[str, Any]:
-        algo = self.algorithm
-        micro_batches = mini.split(self.train_cfg.micro_batch_size)
-        stats: dict[str, float] = {}
-        for micro, weight in zip(micro_batches, micro_batch_weights(micro_batches, algo.loss_agg_mode)):
-            with autocast(self.dtype):
-                values = token_values(self.model, micro, self.offset)
+        def loss_fn(micro: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
+            with autocast(self.cfg.model.dtype, self.device.type):
+                values = token_values(self.engine.module, micro, self.offset)
             mask = micro["response_mask"]
             value_loss, metrics = clipped_value_loss(values, micro["values"], micro["returns"], mask,
                                                      clip_eps=algo.vf_clip, loss_agg_mode=algo.loss_agg_mode)
-            (algo.vf_coef * value_loss * weight).backward()
-            add_weighted(stats, {"value_loss": value_loss.detach(), "values_mean": masked_mean(values.detach(), mask),
-                                 **metrics}, weight)
-        stats.update(step_optimizer(self.model, self.optimizer, self.scheduler, self.train_cfg.max_grad_norm))
-        return stats
+            return algo.vf_coef * value_loss, {"value_loss": value_loss.detach(),
+                                               "values_mean": masked_mean(values.detach(), mask), **metrics}
+
+        self.engine.module.train()
+        totals: dict[str, float] = {}
+        for mini in mini_batches:
+            stats = self.engine.train_mini_batch(mini, micro_batch_size=train.micro_batch_size,
+                                                 loss_agg_mode=algo.loss_agg_mode, loss_fn=loss_fn)
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value / len(mini_batches)
+        return {f"critic/{k}": v for k, v in totals.items()}
 
     @dispatch("broadcast")
     def save_checkpoint(self, directory: str, metadata: dict[str, Any]) -> None:
-        """``directory/critic/`` (a Hugging Face sequence-classification folder) and ``critic_state.pt``."""
-        save_trainable(self.model, self.tokenizer, self.optimizer, self.scheduler, Path(directory) / "critic",
-                       Path(directory) / "critic_state.pt", metadata)
+        """``directory/critic/``: a Hugging Face sequence-classification folder plus the optimizer's
+        shards and schedule; ``directory/rng/``: this rank's random state."""
+        self.engine.save(Path(directory) / "critic", self.tokenizer, metadata)
+        save_rank_rng(Path(directory) / "rng", self.role)
 
     @dispatch("broadcast")
     def load_checkpoint(self, directory: str) -> None:
-        load_trainable(self.model, self.optimizer, self.scheduler, Path(directory) / "critic",
-                       Path(directory) / "critic_state.pt")
+        self.engine.load(Path(directory) / "critic")
+        load_rank_rng(Path(directory) / "rng", self.role)

@@ -1,11 +1,13 @@
-"""The reward worker: decodes responses and scores them with a `RewardFunction`."""
+"""The reward worker: decodes responses and scores them with the configured `RewardFunction`."""
 
 from __future__ import annotations
 
 import torch
 
 from alignflow.batch import Batch
-from alignflow.rewards import RewardFunction
+from alignflow.config.rl import RLConfig
+from alignflow.models import load_tokenizer
+from alignflow.rewards import RewardFunction, build_reward_function
 from alignflow.workers.base import dispatch
 
 # Meta that is model input, not information for a reward function.
@@ -13,10 +15,18 @@ _NOT_METADATA = ("prompt", "prompt_token_ids")
 
 
 class RewardWorker:
-    """``compute_scores(batch)``: ``raw_scores`` ``(B,)`` plus the decoded ``response_text``."""
+    """``compute_scores(batch)``: ``raw_scores`` ``(B,)`` plus the decoded ``response_text``.
 
-    def __init__(self, reward_fn: RewardFunction, tokenizer) -> None:
-        self.reward_fn, self.tokenizer = reward_fn, tokenizer
+    Built from ``(config, role)``; ``reward_fn`` replaces the config's reward (tests, notebooks; it
+    must be picklable to reach a Ray worker)."""
+
+    def __init__(self, config: RLConfig, role: str = "reward", reward_fn: RewardFunction | None = None) -> None:
+        self.cfg, self.role, self.reward_fn = config, role, reward_fn
+
+    def init_model(self) -> None:
+        self.tokenizer = load_tokenizer(self.cfg.model.name)  # the policy's, to decode its tokens
+        if self.reward_fn is None:
+            self.reward_fn = build_reward_function(rewards=self.cfg.reward_specs, dtype=self.cfg.model.dtype)
 
     @dispatch("split")
     def compute_scores(self, batch: Batch) -> Batch:

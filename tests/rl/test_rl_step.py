@@ -8,14 +8,15 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_rl
-from alignflow.workers import build_local_workers, response_logprobs
+from alignflow.models.forward import response_logprobs
+from alignflow.workers import build_local_workers
 
 QUIET = Console(quiet=True)
 
 
 def controller(cfg):
-    workers, tokenizer = build_local_workers(cfg, console=QUIET)
-    train, evals = load_prompt_sets(cfg, tokenizer, QUIET)
+    workers = build_local_workers(cfg)
+    train, evals = load_prompt_sets(cfg, workers.policy.worker.tokenizer, QUIET)
     return RLController(cfg, workers, train, evals, console=QUIET), workers
 
 
@@ -24,21 +25,21 @@ def test_one_ppo_step_moves_the_policy_but_not_the_reference(ppo_config, lora):
     cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=1",
                      *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else []))
     ctl, workers = controller(cfg)
-    actor, reference = workers.actor.worker, workers.reference.worker
-    assert (reference.model is actor.model) == lora  # LoRA: adapters disabled, no second copy
-    probe = workers.rollout.generate(ctl.train_prompts.batch([0, 1, 2], [0, 1, 2]), seed=5)
-    ref_before = workers.reference.compute_ref_logprobs(probe)["ref_logprobs"]
+    actor = workers.policy.worker.actor
+    assert (workers.policy.worker.reference is None) == lora  # LoRA: adapters disabled, no second copy
+    probe, _ = workers.policy.generate(ctl.train_prompts.batch([0, 1, 2], [0, 1, 2]), seed=5)
+    ref_before = workers.policy.compute_ref_logprobs(probe)["ref_logprobs"]
     policy_before = {n: p.detach().clone() for n, p in actor.model.named_parameters()}
-    critic_before = {n: p.detach().clone() for n, p in workers.critic.worker.model.named_parameters()}
+    critic_before = {n: p.detach().clone() for n, p in workers.critic.worker.engine.model.named_parameters()}
 
     metrics = ctl.train_step()
 
     changed = [n for n, p in actor.model.named_parameters() if not torch.equal(p, policy_before[n])]
     assert changed and (all("lora_" in n for n in changed) if lora else len(changed) > 5)
-    assert any(not torch.equal(p, critic_before[n]) for n, p in workers.critic.worker.model.named_parameters())
+    assert any(not torch.equal(p, critic_before[n]) for n, p in workers.critic.worker.engine.model.named_parameters())
     with torch.no_grad():
         policy_after, _ = response_logprobs(actor.model, probe, cfg.rollout.temperature)
-    ref_after = workers.reference.compute_ref_logprobs(probe)["ref_logprobs"]
+    ref_after = workers.policy.compute_ref_logprobs(probe)["ref_logprobs"]
     assert torch.equal(ref_after, ref_before)
     assert (policy_after - ref_after).abs().max() > 1e-4
     assert metrics["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the first rollout: policy == reference
@@ -46,7 +47,7 @@ def test_one_ppo_step_moves_the_policy_but_not_the_reference(ppo_config, lora):
                 "response/eos_rate", "actor/clip_fraction", "actor/approx_kl", "critic/value_loss",
                 "critic/vf_clip_fraction", "critic/explained_variance", "advantages/mean", "advantages/std",
                 "perf/tokens_per_s", "time/generate_s", "time/score_s", "time/logprobs_s", "time/values_s",
-                "time/critic_update_s", "time/actor_update_s", "time/step_s"):
+                "time/critic_update_s", "time/actor_update_s", "time/step_s", "time/sync_weights_s"):
         assert key in metrics, key
     assert metrics["rollout/logprob_gap"] < 1e-4  # recomputed log-probs match the sampler's
 
@@ -114,15 +115,15 @@ def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, l
                      *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else []))
     assert cfg.rollout.weights == "auto"  # bf16 model dtype -> a bf16 engine copy
     ctl, workers = controller(cfg)
-    actor, rollout = workers.actor.worker, workers.rollout.worker
-    engine_model = rollout.engine.model
-    assert engine_model is not actor.model and rollout.weights_source is actor.model
+    actor, engine_model = workers.policy.worker.actor, workers.policy.worker.rollout.model
+    assert engine_model is not actor.model
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in engine_model.parameters())
     tied = actor.model.get_output_embeddings().weight is actor.model.get_input_embeddings().weight
     assert (engine_model.get_output_embeddings().weight is engine_model.get_input_embeddings().weight) == tied
 
-    ctl.train_step()  # the update moves the actor; the copy is stale until the next generate
-    workers.rollout.generate(ctl.train_prompts.batch([0], [0]), seed=1)
+    ctl.train_step()  # the update moves the actor; the copy is stale until the controller syncs it
+    assert ctl.rollout_stale
+    ctl.sync_rollout_weights({})
     source = actor.model.state_dict()
     for name, tensor in engine_model.state_dict().items():
         torch.testing.assert_close(tensor, source[name].to(torch.bfloat16), rtol=0, atol=0)
@@ -130,8 +131,7 @@ def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, l
 
 def test_shared_rollout_weights_use_the_actor_module(ppo_config):
     ctl, workers = controller(ppo_config("model.dtype=bf16", "rollout.weights=shared"))
-    assert workers.rollout.worker.engine.model is workers.actor.worker.model
-    assert workers.rollout.worker.weights_source is None
+    assert workers.policy.worker.rollout.model is workers.policy.worker.actor.model
 
 
 def test_critic_warmup_trains_only_the_critic_and_its_head_at_its_own_lr(ppo_config):
@@ -140,7 +140,7 @@ def test_critic_warmup_trains_only_the_critic_and_its_head_at_its_own_lr(ppo_con
     cfg = ppo_config("algorithm.missing_eos_penalty=null", "train.steps=3", "train.critic_warmup=1",
                      "train.critic_lr=1e-5", "train.critic_head_lr=1e-3")
     ctl, workers = controller(cfg)
-    actor, critic = workers.actor.worker, workers.critic.worker
+    actor, critic = workers.policy.worker.actor, workers.critic.worker.engine
     head_ids = {id(p) for p in value_head(critic.model).parameters()}
     lrs = {id(p): g["lr"] for g in critic.optimizer.param_groups for p in g["params"]}
     assert head_ids and all(lr == (1e-3 if pid in head_ids else 1e-5) for pid, lr in lrs.items())
@@ -191,9 +191,12 @@ def test_a_compiled_ppo_step_matches_the_eager_one(ppo_config):
     compiled, workers = controller(ppo_config("train.steps=1", "rollout.weights=bf16", "train.compile=true"))
     metrics = compiled.train_step()
     assert counters["stats"]["unique_graphs"] >= 1
-    for role in ("actor", "critic"):
-        reference = dict(getattr(eager_workers, role).worker.model.named_parameters())
-        for name, param in getattr(workers, role).worker.model.named_parameters():
+    def models(w):
+        return {"actor": w.policy.worker.actor.model, "critic": w.critic.worker.engine.model}
+
+    for role, model in models(workers).items():
+        reference = dict(models(eager_workers)[role].named_parameters())
+        for name, param in model.named_parameters():
             torch.testing.assert_close(param, reference[name], atol=1e-4, rtol=1e-3, msg=f"{role}: {name}")
     for key in ("kl/ref", "actor/pg_loss", "critic/value_loss", "reward/raw_mean"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-4), key
@@ -202,7 +205,7 @@ def test_a_compiled_ppo_step_matches_the_eager_one(ppo_config):
 def test_a_single_update_per_batch_reuses_its_own_forward_as_the_behaviour_policy(ppo_config, monkeypatch):
     """One epoch, one mini-batch, KL outside the reward: the update is on-policy, so the separate
     behaviour log-prob pass is skipped and the step (weights and metrics) is the same as with it."""
-    from alignflow.workers.actor import ActorWorker
+    from alignflow.workers import PolicyWorker
 
     cfg = ppo_config("algorithm.adv_estimator=grpo", "rollout.n=2", "algorithm.kl_in_reward=false",
                      "algorithm.kl_loss_coef=0.1", "algorithm.kl_estimator=k3", "train.prompts_per_step=2",
@@ -214,10 +217,10 @@ def test_a_single_update_per_batch_reuses_its_own_forward_as_the_behaviour_polic
 
     one_pass, workers = controller(cfg)
     assert one_pass.single_update
-    monkeypatch.setattr(ActorWorker, "compute_logprobs", lambda *a, **k: pytest.fail("behaviour pass ran"))
+    monkeypatch.setattr(PolicyWorker, "compute_logprobs", lambda *a, **k: pytest.fail("behaviour pass ran"))
     metrics = one_pass.train_step()
-    for name, param in workers.actor.worker.model.named_parameters():
-        torch.testing.assert_close(param, dict(two_pass_workers.actor.worker.model.named_parameters())[name],
+    for name, param in workers.policy.worker.actor.model.named_parameters():
+        torch.testing.assert_close(param, dict(two_pass_workers.policy.worker.actor.model.named_parameters())[name],
                                    atol=1e-6, rtol=1e-5)
     for key in ("kl/ref", "policy/entropy", "rollout/logprob_gap", "actor/pg_loss", "actor/kl_loss", "reward/raw_mean"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-5), key

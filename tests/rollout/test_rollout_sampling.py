@@ -17,8 +17,11 @@ from alignflow.rollout.sampling import (
     apply_repetition_penalty,
     apply_top_k,
     apply_top_p,
+    draw_uniforms,
     process_logits,
+    row_generators,
     sample_next_token,
+    seed_for,
 )
 
 INF = float("inf")
@@ -181,7 +184,7 @@ def test_greedy_sample_is_argmax_with_its_logprob():
 
 def test_sampling_never_picks_filtered_tokens_and_reports_their_logprob():
     logits = apply_top_k(random_logits(rows=64), 3)
-    token, logprob = sample_next_token(logits, torch.Generator().manual_seed(0), do_sample=True)
+    token, logprob = sample_next_token(logits, uniforms(64), do_sample=True)
     assert (logits.gather(1, token[:, None]) > -INF).all()
     torch.testing.assert_close(logprob, logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1))
 
@@ -189,16 +192,23 @@ def test_sampling_never_picks_filtered_tokens_and_reports_their_logprob():
 def test_sampling_follows_the_distribution():
     probs = torch.tensor([0.6, 0.3, 0.1])
     logits = probs.log().expand(20_000, 3)
-    token, _ = sample_next_token(logits, torch.Generator().manual_seed(0), do_sample=True)
+    token, _ = sample_next_token(logits, uniforms(20_000), do_sample=True)
     frequencies = torch.bincount(token, minlength=3) / token.numel()
     torch.testing.assert_close(frequencies, probs, atol=0.015, rtol=0)
 
 
-def test_sampling_is_reproducible_with_a_generator():
-    logits = random_logits()
-    first, _ = sample_next_token(logits, torch.Generator().manual_seed(5), do_sample=True)
-    again, _ = sample_next_token(logits, torch.Generator().manual_seed(5), do_sample=True)
-    assert torch.equal(first, again)
+def uniforms(rows: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(rows, 1, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_rows_draws_depend_only_on_its_own_seed():
+    """Row generators seeded per (run seed, prompt, sample): a row draws the same numbers whatever
+    rows share its batch, which is what makes sampling independent of how prompts are sharded."""
+    seeds = [seed_for(7, prompt, sample) for prompt in range(4) for sample in range(2)]
+    together = draw_uniforms(row_generators(seeds, torch.device("cpu")), len(seeds), torch.device("cpu"))
+    alone = [draw_uniforms(row_generators([s], torch.device("cpu")), 1, torch.device("cpu")) for s in seeds[::-1]]
+    torch.testing.assert_close(together, torch.cat(alone[::-1]), rtol=0, atol=0)
+    assert len(set(seeds)) == len(seeds) and seed_for(7, 1, 0) != seed_for(7, 0, 1)
 
 
 # ----- SamplingParams -----------------------------------------------------------------------

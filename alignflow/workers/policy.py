@@ -1,0 +1,258 @@
+"""The policy worker: one rank's actor, rollout engine and reference, built from the config.
+
+* **actor**: the policy being trained, in a :class:`~alignflow.workers.engine.TrainingEngine`
+  (FSDP2-sharded over several ranks). Log-probs are always recomputed by one forward over prompt +
+  response with the logits divided by the sampling temperature (Huang et al. 2024, detail 11): the
+  sampler's own log-probs come from a KV-cached loop and, with top-k/top-p, from a truncated
+  distribution, so they are kept only as a diagnostic.
+* **rollout**: an :class:`~alignflow.rollout.HFRolloutEngine` over either the actor's own module
+  (``rollout.weights: shared``, one unsharded process) or a full copy of the weights (bf16 or fp32)
+  that :meth:`PolicyWorker.sync_rollout_weights` refreshes: the controller calls it, timed, after
+  every update. A sharded actor always samples from a copy, since decoding one token at a time
+  cannot wait on the other ranks.
+* **reference**: a frozen copy of the initial policy, or under LoRA the actor's own module with its
+  adapters off (peft's ``disable_adapter()``), which *is* the initial policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alignflow.algorithms import aggregate_loss, get_policy_loss, kl_estimate, truncate_after_eos
+from alignflow.batch import Batch
+from alignflow.config.rl import RLConfig, RolloutConfig
+from alignflow.models import compile_blocks, load_policy
+from alignflow.models.forward import HeadAtPositions, packs_exactly, response_logprobs
+from alignflow.rollout import HFRolloutEngine, SamplingParams
+from alignflow.rollout.sampling import seed_for
+from alignflow.runtime import autocast, resolve_device
+from alignflow.workers.base import dispatch
+from alignflow.workers.engine import TrainingEngine, load_rank_rng, save_rank_rng
+
+
+def sampling_params(cfg: RolloutConfig) -> SamplingParams:
+    return SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                          top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, do_sample=True,
+                          stop_strings=tuple(cfg.stop_strings), n=cfg.n)
+
+
+def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
+    """The module the rollout engine samples from: the policy itself (``shared``), or a frozen
+    copy in bf16 or fp32; ``weights`` as resolved by :attr:`RLConfig.rollout_weights`."""
+    if weights == "shared":
+        return policy
+    dtype = torch.bfloat16 if weights == "bf16" else torch.float32
+    # Seed deepcopy's memo with the cast parameters, so no second fp32 copy is materialised on the
+    # way (tied weights stay tied: they are one parameter object).
+    memo = {id(p): nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False) for p in policy.parameters()}
+    return copy.deepcopy(policy, memo).to(dtype).eval()
+
+
+def optimizer_updates(cfg: RLConfig, steps: int | None = None) -> int:
+    """Optimizer steps over ``steps`` RL steps (default: the whole run): the LR schedule's length."""
+    steps = cfg.train.steps if steps is None else steps
+    return steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
+
+
+def is_peft_model(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def update_order(batch: Batch, seed: int, step: int, salt: int, epochs: int, mini_batch_size: int) -> list[Batch]:
+    """The global mini-batches of an update: ``epochs`` fresh shuffles seeded by (seed, step, salt),
+    so every rank (and a resumed run) cuts the same ones."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + salt)
+    return [m for _ in range(epochs) for m in batch.shuffle(generator).split(mini_batch_size)]
+
+
+class PolicyWorker:
+    """``generate``, ``sync_rollout_weights``, ``compute_ref_logprobs``, ``compute_logprobs``,
+    ``update`` / ``update_on_policy``, checkpoints. Built from ``(config, role)``; models load in
+    :meth:`init_model` on the worker's own side."""
+
+    def __init__(self, config: RLConfig, role: str = "policy") -> None:
+        self.cfg, self.role = config, role
+
+    def init_model(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device()
+        policy, self.tokenizer = load_policy(cfg.model)  # dropout already off when cfg.model.disable_dropout
+        policy.to(self.device)
+        packs_exactly(policy)  # decided once on the whole model, before it is sharded
+        self.lora = is_peft_model(policy)
+        # Before any update: a frozen copy of the initial policy, or the LoRA model with adapters off.
+        self.reference = None if self.lora else HeadAtPositions(rollout_module(policy, "fp32"), "lm")
+        self.rollout_model = rollout_module(policy, cfg.rollout_weights)
+        self.rollout = HFRolloutEngine.from_tokenizer(self.rollout_model, self.tokenizer)
+        self.sampling = sampling_params(cfg.rollout)
+        if cfg.train.compile:  # after the reference and rollout copies are taken (see compile_blocks)
+            compile_blocks(policy)
+        train = cfg.train
+        self.actor = TrainingEngine(
+            policy, head="lm", optim_cfg=train.optim_config(train.actor_lr), dtype=cfg.model.dtype,
+            total_updates=optimizer_updates(cfg, train.steps - train.critic_warmup), device=self.device,
+            offload=cfg.distributed.offload)
+        self.policy_loss = get_policy_loss(cfg.algorithm.policy_loss)
+        self.loss_norm_const = float(cfg.rollout.max_new_tokens)
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        return list(self.rollout.eos_token_ids)
+
+    # ----- rollout ----------------------------------------------------------------------------
+
+    @dispatch("broadcast")
+    def sync_rollout_weights(self) -> dict[str, float]:
+        """Copy the actor's current weights into the rollout engine's copy (gathered from every
+        rank when sharded); nothing to do when the engine samples from the actor's own module."""
+        if self.rollout_model is self.actor.model:
+            return {}
+        self.rollout.update_weights(self.actor.full_state_dict(all_ranks=True))
+        return {}
+
+    @dispatch("split")
+    def generate(self, prompts: Batch, *, seed: int, eval_mode: bool = False) -> tuple[Batch, dict[str, float]]:
+        """``prompts`` has meta ``prompt_token_ids`` and ``prompt_uid``; returns one row per sample
+        with the prompt's meta repeated and the rollout tensors (see ``alignflow.rollout.base``),
+        cut after the first EOS (detail 12), and ``generated_tokens`` / ``generation_time_s``.
+
+        Sample ``j`` of the prompt with uid ``u`` draws from a generator seeded by (``seed``, u, j)
+        alone, so a prompt gets the same samples on any rank and at any world size.
+        ``eval_mode``: one sample per prompt, greedy when configured.
+        """
+        started = time.perf_counter()
+        params = self.sampling
+        if eval_mode:
+            params = replace(params, n=1, do_sample=params.do_sample and not self.cfg.rollout.eval_greedy)
+        prompt_seeds = [seed_for(seed, uid) for uid in prompts["prompt_uid"]]
+        with autocast(self.cfg.model.dtype, self.device.type):
+            out = self.rollout.generate(prompts["prompt_token_ids"], params, prompt_seeds)
+        out = out.to("cpu")
+        # Engines may keep sampling after EOS (or pad with a token equal to EOS): the first EOS
+        # inside the engine's mask decides where each response ends.
+        pad = self.rollout.pad_token_id
+        ids = torch.where(out["response_mask"].bool(), out["response_ids"], pad)
+        ids, keep, has_eos = truncate_after_eos(ids, self.eos_token_ids, pad)
+        mask = keep * out["response_mask"].long()
+        out.update(response_ids=ids, response_mask=mask, has_eos=has_eos,
+                   sampling_logprobs=torch.where(mask.bool(), out["sampling_logprobs"], 0.0))
+        out.info.clear()
+        rows = prompts.repeat(params.n)
+        rows.info.clear()
+        return rows.union(out), {"generated_tokens": float(mask.sum()),
+                                 "generation_time_s": time.perf_counter() - started}
+
+    # ----- log-prob passes --------------------------------------------------------------------
+
+    @dispatch("split")
+    @torch.no_grad()
+    def compute_ref_logprobs(self, batch: Batch) -> Batch:
+        """``ref_logprobs`` ``(B, R)`` under the initial policy, 0 on padding."""
+        batch = batch.to(self.device)
+        module = self.actor.module if self.lora else self.reference
+        adapters_off = self.actor.model.disable_adapter() if self.lora else contextlib.nullcontext()
+        module.eval()
+        with adapters_off, autocast(self.cfg.model.dtype, self.device.type):
+            logprobs, _ = response_logprobs(module, batch, self.cfg.rollout.temperature)
+        return Batch(tensors={"ref_logprobs": logprobs.float().cpu()})
+
+    @dispatch("split")
+    @torch.no_grad()
+    def compute_logprobs(self, batch: Batch) -> Batch:
+        """``old_logprobs`` (the behaviour policy for the PPO ratio) and ``entropy``, both ``(B, R)``."""
+        batch = batch.to(self.device)
+        self.actor.module.eval()
+        with autocast(self.cfg.model.dtype, self.device.type):
+            logprobs, entropy = response_logprobs(self.actor.module, batch, self.cfg.rollout.temperature,
+                                                  with_entropy=True)
+        return Batch(tensors={"old_logprobs": logprobs.float().cpu(), "entropy": entropy.float().cpu()})
+
+    # ----- updates ----------------------------------------------------------------------------
+
+    @dispatch("broadcast")
+    def update(self, batch: Batch, *, step: int) -> dict[str, float]:
+        """``ppo_epochs`` passes over ``batch`` (the whole rollout batch; every rank trains its part
+        of each global mini-batch). Needs ``old_logprobs``, ``advantages`` (and ``ref_logprobs``
+        with a KL loss). The shuffle is seeded by (seed, ``step``): a resumed run replays it."""
+        train = self.cfg.train
+        mini_batches = update_order(batch.to(self.device), train.seed, step, 1, train.ppo_epochs, train.mini_batch_size)
+        self.actor.module.train()
+        totals: dict[str, float] = {}
+        for mini in mini_batches:
+            for key, value in self._train_mini_batch(mini).items():
+                totals[key] = totals.get(key, 0.0) + value / len(mini_batches)
+        return {f"actor/{k}": v for k, v in totals.items()}
+
+    @dispatch("broadcast")
+    def update_on_policy(self, batch: Batch) -> tuple[Batch, dict[str, float]]:
+        """One optimizer step over the whole ``batch``, sampled from the current weights and without
+        ``old_logprobs``: the behaviour log-probs are this step's own forward, detached (ratio 1), so
+        no separate pass computes them (TRL's GRPO skips it the same way when a batch gets one update).
+
+        Returns this rank's rows' ``old_logprobs`` and ``entropy`` ``(B, R)`` as ``compute_logprobs``
+        would have given them (the group concatenates the ranks' rows), and the step's metrics.
+        """
+        self.actor.module.train()
+        behaviour: list[tuple[torch.Tensor, torch.Tensor]] = []
+        stats = self._train_mini_batch(batch.to(self.device), behaviour)
+        logprobs, entropy = (torch.cat(parts).cpu() for parts in zip(*behaviour))
+        metrics = {f"actor/{k}": v for k, v in stats.items()}
+        return Batch(tensors={"old_logprobs": logprobs, "entropy": entropy}), metrics
+
+    def _train_mini_batch(self, mini: Batch, behaviour: list | None = None) -> dict[str, float]:
+        """One optimizer step over ``mini``. Without ``old_logprobs`` in ``mini`` the forward's own
+        detached log-probs stand in, appended with the entropy to ``behaviour``."""
+        algo, temperature = self.cfg.algorithm, self.cfg.rollout.temperature
+
+        def loss_fn(micro: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
+            with autocast(self.cfg.model.dtype, self.device.type):
+                logprobs, entropy = response_logprobs(self.actor.module, micro, temperature, with_entropy=True)
+            if behaviour is not None:
+                behaviour.append((logprobs.detach().float(), entropy.detach().float()))
+            old_logprobs = micro["old_logprobs"] if behaviour is None else behaviour[-1][0]
+            mask = micro["response_mask"]
+            pg_loss, metrics = self.policy_loss(
+                logprobs=logprobs, old_logprobs=old_logprobs, advantages=micro["advantages"],
+                response_mask=mask, loss_agg_mode=algo.loss_agg_mode, clip_low=algo.clip_low,
+                clip_high=algo.clip_high, dual_clip=algo.dual_clip, norm_const=self.loss_norm_const)
+            entropy_term = aggregate_loss(entropy, mask, algo.loss_agg_mode, self.loss_norm_const)
+            loss = pg_loss
+            if algo.entropy_coef:
+                loss = loss - algo.entropy_coef * entropy_term  # entropy bonus
+            if not algo.kl_in_reward and algo.kl_loss_coef > 0:
+                kl = kl_estimate(logprobs, micro["ref_logprobs"], algo.kl_estimator)
+                kl_loss = aggregate_loss(kl, mask, algo.loss_agg_mode, self.loss_norm_const)
+                loss = loss + algo.kl_loss_coef * kl_loss
+                metrics["kl_loss"] = kl_loss.detach()
+            return loss, {"pg_loss": pg_loss.detach(), "entropy": entropy_term.detach(), "loss": loss.detach(),
+                          **metrics}
+
+        return self.actor.train_mini_batch(mini, micro_batch_size=self.cfg.train.micro_batch_size,
+                                           loss_agg_mode=algo.loss_agg_mode, loss_fn=loss_fn)
+
+    # ----- checkpoints ------------------------------------------------------------------------
+
+    @dispatch("broadcast")
+    def save_checkpoint(self, directory: str, metadata: dict[str, Any]) -> None:
+        """``directory/policy/``: a Hugging Face folder plus the optimizer's shards and schedule;
+        ``directory/rng/``: this rank's random state."""
+        self.actor.save(Path(directory) / "policy", self.tokenizer, metadata)
+        save_rank_rng(Path(directory) / "rng", self.role)
+
+    @dispatch("broadcast")
+    def load_checkpoint(self, directory: str) -> None:
+        self.actor.load(Path(directory) / "policy")
+        load_rank_rng(Path(directory) / "rng", self.role)
+
+    @dispatch("broadcast")
+    def save_model(self, directory: str, metadata: dict[str, Any]) -> None:
+        """The policy as a plain Hugging Face folder (LoRA merged)."""
+        self.actor.save_weights(Path(directory), self.tokenizer, metadata)

@@ -13,6 +13,9 @@ An engine turns token-id prompts into a :class:`~alignflow.batch.Batch` with the
                                     temperature, top-k, top-p); 0 where response_mask is 0
     has_eos           (B,)   bool   the response ended with an EOS token
 
+Merged from several ranks (:func:`align_widths`), ``P`` and ``R`` are the widest shard's and the
+extra padding holds 0 (ids under a 0 mask are never read).
+
 ``meta["prompt_index"]`` gives the index of the prompt each row was generated from: with
 ``n > 1`` every prompt's rows are consecutive (``[0, 0, 1, 1, ...]``). ``info`` holds
 ``generation_time_s``, ``generated_tokens`` (sum of ``response_mask``) and ``sampling_params``.
@@ -83,3 +86,25 @@ class RolloutEngine(Protocol):
     def update_weights(self, weights: nn.Module | Mapping[str, torch.Tensor]) -> None:
         """Make the next ``generate`` use ``weights`` (a module or its ``state_dict``)."""
         ...
+
+
+# Rollout tensors padded on the left (prompts end where responses start) and on the right.
+LEFT_PADDED = ("prompt_ids", "prompt_mask")
+RIGHT_PADDED = ("response_ids", "response_mask", "sampling_logprobs", "old_logprobs", "ref_logprobs", "entropy",
+                "values", "kl", "token_rewards", "advantages", "returns")
+
+
+def align_widths(batches: list[Batch]) -> list[Batch]:
+    """Shards of one rollout (e.g. from several ranks) padded with 0 to the widest prompt and
+    response, so they concatenate: prompt tensors on the left, per-token tensors on the right."""
+    out = []
+    for batch in batches:
+        tensors = dict(batch.tensors)
+        for keys, left in ((LEFT_PADDED, True), (RIGHT_PADDED, False)):
+            for key in keys:
+                if key in tensors:
+                    width = max(b.tensors[key].shape[1] for b in batches)
+                    missing = width - tensors[key].shape[1]
+                    tensors[key] = torch.nn.functional.pad(tensors[key], (missing, 0) if left else (0, missing))
+        out.append(Batch(tensors=tensors, meta=batch.meta, info=batch.info))
+    return out

@@ -29,6 +29,7 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from alignflow.batch import Batch
+from alignflow.rollout.base import align_widths
 
 DispatchMode = Literal["split", "broadcast"]
 DISPATCH_ATTR = "_alignflow_dispatch"
@@ -77,7 +78,7 @@ def collect(results: Sequence[Any]) -> Any:
     """
     first = results[0]
     if isinstance(first, Batch):
-        return Batch.concat(list(results))
+        return Batch.concat(align_widths(list(results)))
     if isinstance(first, dict):
         return reduce_metrics(list(results))
     if isinstance(first, tuple):

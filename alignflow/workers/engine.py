@@ -6,8 +6,8 @@ Face model), the optimizer and the LR schedule, and how they are saved:
 * one process: the plain module, nothing sharded;
 * several ranks (a torch.distributed group is up): FSDP2 ``fully_shard`` on every transformer
   block and on the root, with a bf16 ``MixedPrecisionPolicy`` when the model trains in bf16.
-  Gradients are summed across ranks, not averaged: each rank weighs its loss by its share of the
-  global mini-batch, so the sum is the one-process gradient whatever the world size.
+  FSDP averages gradients over the ranks; each rank weighs its loss by its share of the global
+  mini-batch times the world size, so the average is the one-process gradient at any world size.
 
 Checkpoints: the weights as a Hugging Face folder (gathered, written by rank 0), the optimizer's
 tensors with ``torch.distributed.checkpoint`` (each rank writes its shards; any world size reads
@@ -59,9 +59,9 @@ def is_sharded() -> bool:
 
 
 def shard(module: nn.Module, blocks: nn.ModuleList, dtype: str, device: torch.device, offload: bool) -> None:
-    """FSDP2 over ``blocks`` and the root ``module``, gradients summed across ranks."""
+    """FSDP2 over ``blocks`` and the root ``module`` (each its own all-gather / reduce-scatter unit)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, (distributed.world_size(),))
     options = {"mesh": mesh, "offload_policy": CPUOffloadPolicy() if offload else OffloadPolicy()}
@@ -70,9 +70,6 @@ def shard(module: nn.Module, blocks: nn.ModuleList, dtype: str, device: torch.de
     for block in blocks:
         fully_shard(block, **options)
     fully_shard(module, **options)
-    for sub in module.modules():
-        if isinstance(sub, FSDPModule):
-            sub.set_gradient_divide_factor(1.0)
 
 
 class TrainingEngine:
@@ -112,17 +109,20 @@ class TrainingEngine:
 
         This rank trains its part of ``mini`` (the rank-th of ``world_size`` equal consecutive
         chunks) in micro-batches. Each backward is weighted by the micro-batch's share of the whole
-        mini-batch, so the gradients summed across ranks are the one-process gradient. The metrics
-        returned are this rank's, weighted within its part (the group averages them over ranks).
+        mini-batch, times the world size that FSDP's gradient average divides by (a power of two
+        on usual world sizes, so the round trip is exact), so the result is the one-process
+        gradient. The metrics are weighted the same way, so their mean over the ranks (what the
+        group reports) is the one-process value.
         """
-        mine = mini.chunk(distributed.world_size())[distributed.rank()]
+        world = distributed.world_size()
+        mine = mini.chunk(world)[distributed.rank()]
         micro_batches = mine.split(micro_batch_size)
-        share = loss_weight(mine, loss_agg_mode) / (loss_weight(mini, loss_agg_mode) or 1.0)
+        share = loss_weight(mine, loss_agg_mode) / (loss_weight(mini, loss_agg_mode) or 1.0) * world
         stats: dict[str, float] = {}
         for micro, weight in zip(micro_batches, micro_batch_weights(micro_batches, loss_agg_mode)):
             loss, metrics = loss_fn(micro)
             (loss * (weight * share)).backward()
-            add_weighted(stats, metrics, weight)
+            add_weighted(stats, metrics, weight * share)
         stats.update(self.step())
         return stats
 

@@ -118,24 +118,27 @@ class RayWorkerGroup(WorkerGroup):
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         mode = dispatch_mode(self.worker_class, method)
-        rows = None
-        if mode == "split":
-            batch, *rest = args
-            rows = len(batch)
-            padded = batch.index(list(range(rows)) + [rows - 1] * (-rows % self.world_size))
-            refs = [actor.execute.remote(self.role, method, shard, *rest, **kwargs)
-                    for actor, shard in zip(self.actors, split_batch(padded, self.world_size))]
-        else:
+        if mode != "split":
             refs = [actor.execute.remote(self.role, method, *args, **kwargs) for actor in self.actors]
-        result = collect(wait_all(refs, self.role, self.timeout_s))
-        return result if rows is None else _first_rows(result, rows)
+            return collect(wait_all(refs, self.role, self.timeout_s))
+        batch, *rest = args
+        rows = len(batch)
+        shards = split_batch(batch.index(list(range(rows)) + [rows - 1] * (-rows % self.world_size)), self.world_size)
+        real = [len(s) for s in split_batch(batch, self.world_size)] if rows % self.world_size else None
+        refs = [actor.execute.remote(self.role, method, shard, *rest, **kwargs)
+                for actor, shard in zip(self.actors, shards)]
+        results = wait_all(refs, self.role, self.timeout_s)
+        if real is not None:  # drop the padding rows (a method may return several rows per input row)
+            results = [_first_rows(result, keep, len(shard)) for result, keep, shard in zip(results, real, shards)]
+        return collect(results)
 
 
-def _first_rows(result: Any, rows: int) -> Any:
+def _first_rows(result: Any, keep: int, given: int) -> Any:
+    """The rows of ``result`` that answer the first ``keep`` of the ``given`` input rows."""
     if isinstance(result, Batch):
-        return result.index(list(range(rows)))
+        return result.index(list(range(keep * len(result) // given)))
     if isinstance(result, tuple):
-        return tuple(_first_rows(part, rows) for part in result)
+        return tuple(_first_rows(part, keep, given) for part in result)
     return result
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import (
@@ -44,6 +44,9 @@ from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.workers.base import add_weighted, loss_weight, micro_batch_weights
 
 OPTIMIZER_DIR, SCHEDULE_FILE = "optimizer", "schedule.json"
+# LoRA: the folder's weights are merged (for users) and cannot be split back into base + adapter,
+# so resuming reads the trainable tensors themselves from here.
+TRAINABLE_FILE = "trainable/weights.safetensors"
 
 
 class TensorsOnlyLoadPlanner(DefaultLoadPlanner):
@@ -150,9 +153,15 @@ class TrainingEngine:
 
     def save(self, directory: Path, tokenizer, metadata: dict[str, Any]) -> None:
         """:meth:`save_weights` plus ``directory/optimizer`` (every rank's shards of the optimizer's
-        tensors) and ``directory/schedule.json``."""
+        tensors), ``directory/schedule.json`` and, under LoRA, the unmerged trainable tensors."""
         directory = Path(directory)
         self.save_weights(directory, tokenizer, metadata)
+        if hasattr(self.model, "peft_config"):
+            weights = self.full_state_dict()  # unmerged, LoRA names; a collective when sharded
+            if distributed.rank() == 0:
+                trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+                (directory / TRAINABLE_FILE).parent.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.contiguous() for k, v in weights.items() if k in trainable}, directory / TRAINABLE_FILE)
         state = get_optimizer_state_dict(self.module, self.optimizer)
         dcp.save({"state": state["state"]}, checkpoint_id=directory / OPTIMIZER_DIR)
         if distributed.rank() == 0:
@@ -163,10 +172,14 @@ class TrainingEngine:
         """Weights, optimizer and schedule exactly as :meth:`save` wrote them, at any world size."""
         directory = Path(directory)
         weights: dict[str, torch.Tensor] = {}
-        for shard_file in sorted(directory.glob("*.safetensors")):
-            weights.update(load_file(shard_file))
-        tied = {k for k in self.model.state_dict() if k.endswith("lm_head.weight")}
-        missing = set(self.model.state_dict()) - set(weights) - tied
+        if hasattr(self.model, "peft_config"):  # the frozen base is as loaded; the adapters come back
+            weights = load_file(directory / TRAINABLE_FILE)
+            missing = {n for n, p in self.model.named_parameters() if p.requires_grad} - set(weights)
+        else:
+            for shard_file in sorted(directory.glob("*.safetensors")):
+                weights.update(load_file(shard_file))
+            tied = {k for k in self.model.state_dict() if k.endswith("lm_head.weight")}
+            missing = set(self.model.state_dict()) - set(weights) - tied
         unexpected = set(weights) - set(self.model.state_dict())
         if missing or unexpected:
             raise ValueError(f"{directory} does not match the model: missing {sorted(missing)[:5]}, "

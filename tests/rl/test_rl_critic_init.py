@@ -7,7 +7,16 @@ from transformers import AutoModelForSequenceClassification
 from alignflow.batch import Batch
 from alignflow.config.schema import ModelConfig
 from alignflow.models import load_tokenizer
-from alignflow.workers.critic import load_critic_model, resolve_critic_init, token_values
+from alignflow.models.forward import token_values
+from alignflow.workers import CriticWorker
+from alignflow.workers.critic import load_critic_model, resolve_critic_init
+
+
+def small_batch() -> Batch:
+    return Batch(tensors={"prompt_ids": torch.tensor([[0, 5, 6, 7], [9, 10, 11, 12]]),
+                          "prompt_mask": torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]),
+                          "response_ids": torch.tensor([[8, 9, 0], [13, 14, 15]]),
+                          "response_mask": torch.tensor([[1, 1, 0], [1, 1, 1]])})
 
 
 def test_critic_from_the_reward_model_values_equal_its_scores(tiny_llama_dir, tiny_rm_dir):
@@ -56,3 +65,33 @@ def test_critic_from_the_policy_starts_at_value_zero(tiny_llama_dir):
                            "response_ids": torch.tensor([[8, 9]]), "response_mask": torch.ones(1, 2, dtype=torch.long)})
     with torch.no_grad():
         assert offset == 0.0 and torch.equal(token_values(critic, batch), torch.zeros(1, 2))
+
+
+def test_the_critic_worker_built_from_the_config_starts_from_the_reward_model(ppo_config, tiny_llama_dir, tiny_rm_dir):
+    """`critic_init=auto` with a compatible decoder reward model: the worker's values are the reward
+    model's, offset included, and `describe` says so."""
+    worker = CriticWorker(ppo_config("reward_function=", f"reward_model={tiny_rm_dir}", "algorithm.critic_init=auto"))
+    worker.init_model()
+    assert "reward model" in worker.describe() and worker.offset == 0.25
+    critic, _, offset = load_critic_model("reward_model", ModelConfig(name=str(tiny_llama_dir), dtype="fp32"),
+                                          str(tiny_rm_dir))
+    batch = small_batch()
+    with torch.no_grad():
+        expected = token_values(critic, batch, offset)
+    torch.testing.assert_close(worker.compute_values(batch)["values"], expected, rtol=0, atol=1e-5)
+    assert (expected[batch["response_mask"].bool()] != 0).all()
+
+
+def test_the_critic_worker_from_the_policy_starts_at_zero_and_trains(ppo_config):
+    worker = CriticWorker(ppo_config("algorithm.critic_init=policy", "train.ppo_epochs=1"))
+    worker.init_model()
+    assert worker.describe() == "algorithm.critic_init=policy"
+    batch = small_batch()
+    values = worker.compute_values(batch)["values"]
+    assert torch.equal(values, torch.zeros(2, 3))
+    batch.update(values=values, returns=torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]))
+    metrics = worker.update(batch, step=0)
+    assert {"critic/value_loss", "critic/grad_norm", "critic/lr"} <= set(metrics)
+    after = worker.compute_values(batch)["values"]
+    mask = batch["response_mask"].bool()
+    assert (after[mask] > 0).all() and (after[~mask] == 0).all()  # moved towards the returns

@@ -1,14 +1,17 @@
 """The reward side of the dataflow: EOS truncation, missing-EOS penalty, KL-shaped token rewards."""
 
+import pytest
 import torch
 from torch import nn
 
 from alignflow.algorithms import gae_advantages, whiten_rewards
 from alignflow.batch import Batch
-from alignflow.config.rl import AlgorithmConfig
+from alignflow.config.rl import AlgorithmConfig, RLConfig
+from alignflow.config.schema import ModelConfig
 from alignflow.rollout import SamplingParams
+from alignflow.rollout.sampling import seed_for
 from alignflow.trainers.rl_controller import compute_advantages, prompt_order, shape_rewards, token_kl
-from alignflow.workers import RewardWorker, RolloutWorker, build_local_workers
+from alignflow.workers import PolicyWorker, RewardWorker, build_local_workers
 
 EOS, PAD = 2, 0
 
@@ -16,10 +19,14 @@ EOS, PAD = 2, 0
 class ScriptedEngine:
     """A rollout engine that returns fixed responses, including tokens sampled after EOS."""
 
+    eos_token_ids, pad_token_id = [EOS], PAD
+
     def __init__(self, responses, masks):
         self.responses, self.masks = torch.tensor(responses), torch.tensor(masks)
+        self.prompt_seeds = None
 
-    def generate(self, prompt_ids, params):
+    def generate(self, prompt_ids, params, prompt_seeds=None):
+        self.prompt_seeds = prompt_seeds
         rows = len(prompt_ids) * params.n
         return Batch(tensors={
             "prompt_ids": torch.full((rows, 2), 9), "prompt_mask": torch.ones(rows, 2, dtype=torch.long),
@@ -38,15 +45,32 @@ class Tokens:
         return ["".join(chr(ord("a") + i) for i in row if i not in (EOS, PAD)) for row in rows]
 
 
-def scripted_rollout() -> Batch:
+SCRIPTED_CONFIG = RLConfig(model=ModelConfig(name="scripted", dtype="fp32"))
+
+
+def scripted_generate(seed: int = 0) -> tuple[Batch, dict[str, float], ScriptedEngine]:
+    """A policy worker whose rollout engine is scripted (no model loaded): its `generate` output."""
     engine = ScriptedEngine(
         responses=[[5, EOS, 7, 8], [5, 6, 7, 8], [EOS, 9, 9, 9]],
         masks=[[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0]],  # row 0: the engine kept sampling after EOS
     )
-    worker = RolloutWorker(engine, SamplingParams(max_new_tokens=4), eos_token_ids=[EOS], pad_token_id=PAD)
+    worker = PolicyWorker(SCRIPTED_CONFIG)
+    worker.rollout, worker.sampling, worker.device = engine, SamplingParams(max_new_tokens=4), torch.device("cpu")
     prompts = Batch(meta={"prompt": [[{"role": "user", "content": "q"}]] * 3, "prompt_token_ids": [[9, 9]] * 3,
                           "prompt_uid": [0, 1, 2]})
-    return worker.generate(prompts)
+    batch, metrics = worker.generate(prompts, seed=seed)
+    return batch, metrics, engine
+
+
+def scripted_rollout() -> Batch:
+    return scripted_generate()[0]
+
+
+def test_generate_seeds_each_prompt_by_its_uid_and_counts_kept_tokens():
+    batch, metrics, engine = scripted_generate(seed=4)
+    assert engine.prompt_seeds == [seed_for(4, uid) for uid in (0, 1, 2)]
+    assert metrics["generated_tokens"] == 2 + 4 + 1  # after the cut at the first EOS
+    assert not batch.info
 
 
 def test_responses_are_cut_after_the_first_eos_and_unfinished_ones_penalised():
@@ -62,7 +86,9 @@ def test_responses_are_cut_after_the_first_eos_and_unfinished_ones_penalised():
         seen.update(responses=responses, metadata=metadata)
         return [2.0, 3.0, 4.0]
 
-    batch = batch.union(RewardWorker(reward, Tokens()).compute_scores(batch))
+    scorer = RewardWorker(SCRIPTED_CONFIG, reward_fn=reward)
+    scorer.tokenizer = Tokens()  # what init_model loads: the policy's tokenizer
+    batch = batch.union(scorer.compute_scores(batch))
     assert seen["responses"] == ["f", "fghi", ""]  # the reward sees the truncated text only
     assert seen["metadata"]["has_eos"] == [True, False, True] and seen["metadata"]["prompt_uid"] == [0, 1, 2]
     assert seen["metadata"]["response_length"] == [2, 4, 1]  # policy tokens up to and including EOS
@@ -123,11 +149,15 @@ def test_prompt_order_is_a_pure_function_of_the_position():
     assert prompt_order(0, 10, 10, seed=4) != first_pass
 
 
-def test_dropout_is_off_in_every_model_the_workers_hold(ppo_config):
-    workers, _ = build_local_workers(ppo_config())
-    models = {"actor": workers.actor.worker.model, "reference": workers.reference.worker.model,
-              "critic": workers.critic.worker.model}
-    assert models["actor"] is workers.rollout.worker.engine.model  # colocated rollout: the same module
+@pytest.mark.parametrize("rollout_weights", ["shared", "fp32"])
+def test_dropout_is_off_in_every_model_the_workers_hold(ppo_config, rollout_weights):
+    workers = build_local_workers(ppo_config(f"rollout.weights={rollout_weights}"))
+    policy = workers.policy.worker
+    models = {"actor": policy.actor.model, "reference": policy.reference, "rollout": policy.rollout_model,
+              "critic": workers.critic.worker.engine.model}
+    # A shared rollout samples from the actor's own module; otherwise from a copy of it.
+    assert (models["rollout"] is models["actor"]) == (rollout_weights == "shared")
+    assert models["reference"].model is not models["actor"]  # a frozen copy (no LoRA)
     for role, model in models.items():
         for module in model.modules():
             assert getattr(module, "attention_dropout", 0.0) == 0.0, role

@@ -2,12 +2,12 @@ import pytest
 import torch
 
 from alignflow.batch import Batch
-from alignflow.workers import LocalWorkerGroup, ReferenceWorker, collect, dispatch, reduce_metrics, split_batch
+from alignflow.workers import LocalWorkerGroup, collect, dispatch, reduce_metrics, split_batch
 from alignflow.workers.base import dispatch_mode, worker_methods
 
 
 class Doubler:
-    """A toy worker: one split method returning a Batch, one returning metrics, one broadcast."""
+    """A toy worker: split methods returning a Batch, metrics or both, and one broadcast."""
 
     def __init__(self, rank: int = 0) -> None:
         self.rank = rank
@@ -19,6 +19,10 @@ class Doubler:
     @dispatch("split")
     def stats(self, batch: Batch) -> dict[str, float]:
         return {"sum": float(batch["x"].sum()), "rank": float(self.rank)}
+
+    @dispatch("split")
+    def double_with_stats(self, batch: Batch) -> tuple[Batch, dict[str, float]]:
+        return self.double(batch), {"loss": float(self.rank), "generated_tokens": float(len(batch))}
 
     @dispatch("broadcast")
     def whoami(self, suffix: str) -> str:
@@ -34,13 +38,14 @@ def test_bound_methods_route_through_call_and_return_batches():
     assert torch.equal(group.double(batch)["y"], torch.arange(5.0) * 2)
     assert torch.equal(group.call("double", batch)["y"], torch.arange(5.0) * 2)
     assert group.whoami("!") == "rank0!"
-    assert worker_methods(Doubler()) == ["double", "stats", "whoami"]
+    assert worker_methods(Doubler()) == ["double", "double_with_stats", "stats", "whoami"]
     assert dispatch_mode(Doubler(), "whoami") == "broadcast"
 
 
 def test_unknown_or_untagged_method_names_the_callable_ones():
     group = LocalWorkerGroup(Doubler())
-    with pytest.raises(AttributeError, match="no worker method 'helper'; callable: double, stats, whoami"):
+    callable_ones = "double, double_with_stats, stats, whoami"
+    with pytest.raises(AttributeError, match=f"no worker method 'helper'; callable: {callable_ones}"):
         group.helper()
     with pytest.raises(AttributeError):
         group._private  # noqa: B018 (private names are never forwarded)
@@ -64,10 +69,37 @@ def test_reduce_metrics_keeps_nan_visible():
     assert out["a"] == 2.0 and out["b"] != out["b"]
 
 
-def test_reference_split_across_two_workers_equals_one(policy, rollout):
+def test_reduce_metrics_sums_token_counts_and_averages_the_rest():
+    out = reduce_metrics([{"generated_tokens": 5.0, "loss": 1.0, "tokens_per_s": 10.0},
+                          {"generated_tokens": 7.0, "loss": 3.0, "tokens_per_s": 30.0, "only_here": 4.0}])
+    assert out == {"generated_tokens": 12.0, "loss": 2.0, "tokens_per_s": 20.0, "only_here": 4.0}
+
+
+def test_batch_and_metrics_pairs_are_merged_element_by_element():
+    """`generate` and `update_on_policy` return (Batch, metrics): the rows concatenate in rank
+    order, the metrics reduce (counts summed, the rest averaged)."""
+    group = LocalWorkerGroup([Doubler(0), Doubler(1)])
+    out, metrics = group.double_with_stats(Batch(tensors={"x": torch.arange(5.0)}))
+    assert torch.equal(out["y"], torch.arange(5.0) * 2) and out["rank"] == [0, 0, 0, 1, 1]
+    assert metrics == {"loss": 0.5, "generated_tokens": 5.0}
+    pair = collect([(Batch(tensors={"x": torch.zeros(2)}), {"a_tokens": 2.0}),
+                    (Batch(tensors={"x": torch.ones(1)}), {"a_tokens": 1.0})])
+    assert isinstance(pair, tuple) and torch.equal(pair[0]["x"], torch.tensor([0.0, 0.0, 1.0]))
+    assert pair[1] == {"a_tokens": 3.0}
+
+
+def test_reference_split_across_two_workers_equals_one(policy_worker, rollout):
     """Data-parallel reference log-probs (2 ranks, uneven shards) == one worker's, row for row."""
-    model, _ = policy
-    worker = ReferenceWorker.from_policy(model, temperature=0.7)
-    one = LocalWorkerGroup(worker).compute_ref_logprobs(rollout)["ref_logprobs"]
-    two = LocalWorkerGroup([worker, worker]).compute_ref_logprobs(rollout.index(slice(0, 3)))["ref_logprobs"]
-    torch.testing.assert_close(two, one[:3], rtol=0, atol=1e-6)
+    one = LocalWorkerGroup(policy_worker).compute_ref_logprobs(rollout)["ref_logprobs"]
+    two = LocalWorkerGroup([policy_worker, policy_worker]).compute_ref_logprobs(rollout.index(slice(0, 3)))
+    torch.testing.assert_close(two["ref_logprobs"], one[:3], rtol=0, atol=1e-6)
+
+
+def test_generation_split_across_two_workers_equals_one(policy_worker, prompts):
+    """Sampling is seeded per (seed, prompt uid, sample): two ranks with uneven shards of the
+    prompts sample exactly what one worker does, and the token counts add up."""
+    one, one_metrics = LocalWorkerGroup(policy_worker).generate(prompts.index(slice(0, 3)), seed=2)
+    two, two_metrics = LocalWorkerGroup([policy_worker, policy_worker]).generate(prompts.index(slice(0, 3)), seed=2)
+    assert two["prompt_uid"] == one["prompt_uid"] == [0, 1, 2]
+    assert torch.equal(two["response_ids"], one["response_ids"])
+    assert two_metrics["generated_tokens"] == one_metrics["generated_tokens"] == float(one["response_mask"].sum())

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", exists=True, dir_okay=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: key.sub=value.")]
@@ -23,7 +24,7 @@ def quiet_libraries() -> None:
 
 
 def fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    console.print(f"[bold red]error:[/] {escape(str(err))}")  # a path such as [/tmp/x] is not markup
     raise typer.Exit(code=2)
 
 
@@ -47,7 +48,14 @@ def guarded(fn: Callable[[], Any]) -> Any:
 
 
 def run_job(job: Callable[..., Any], config_cls: type, config: Path, overrides: list[str] | None) -> Any:
-    """Load and validate ``config_cls`` from YAML + overrides, then run ``job(cfg, console=...)``."""
+    """Load and validate ``config_cls`` from YAML + overrides, check the paths it names (output
+    folder, data, models, reward functions), then run ``job(cfg, console=...)``."""
     from alignflow.config import load_config
+    from alignflow.config.paths import check_job_paths
 
-    return guarded(lambda: job(load_config(config_cls, config, overrides), console=console))
+    def load_check_run() -> Any:
+        cfg = load_config(config_cls, config, overrides)
+        check_job_paths(cfg)
+        return job(cfg, console=console)
+
+    return guarded(load_check_run)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alignflow.config.loader import ConfigError
 from alignflow.data.explore import explore, group_issues, render_explore
 from alignflow.data.prepare import SKIPPED_FILE, TRAIN_FILE, VALIDATION_FILE, prepare_dataset
 from alignflow.data.readers import RowCallback
@@ -57,7 +58,7 @@ def prepare_command(
                 source, out, kind=kind.value, max_samples=max_samples, val_fraction=val_fraction,
                 seed=seed, strict=strict, on_row=on_row,
             )
-    except DataError as err:
+    except (DataError, ConfigError) as err:
         _fail(str(err))
     summary = Table(title=f"[bold]{escape(source)}[/] as {report.kind}", show_header=False)
     summary.add_row("rows read", str(report.rows_read))

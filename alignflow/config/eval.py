@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from alignflow.config.loader import ConfigError
+from alignflow.config.schema import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_ranges
 from alignflow.evaluation.hacking import HackingThresholds
 from alignflow.rollout import SamplingParams
 
@@ -244,6 +245,8 @@ class EvalConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.report_samples < 0:
             raise ConfigError(f"report_samples must be >= 0, got {self.report_samples}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
         limits = {"prompts.max_prompts": self.prompts.max_prompts, "sweep.max_prompts": self.sweep.max_prompts,
                   "kl.max_prompts": self.kl.max_prompts, "judge.max_prompts": self.judge.max_prompts}
         limits.update({f"categories[{i}].max_prompts": c.max_prompts for i, c in enumerate(self.categories)})
@@ -300,3 +303,4 @@ class EvalConfig:
             raise ConfigError("judge.model must name the judge model")
         if j.workers < 1 or j.retries < 0:
             raise ConfigError(f"judge.workers must be >= 1 and judge.retries >= 0, got {j.workers}, {j.retries}")
+        check_ranges("judge", j, {"temperature": NON_NEGATIVE, "max_tokens": AT_LEAST_ONE, "timeout_s": POSITIVE})

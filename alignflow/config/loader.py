@@ -1,14 +1,16 @@
 """Typed dataclass configs loaded from YAML, with ``key.sub=value`` command-line overrides.
 
-Everything is checked before any work starts: an unknown key, a value of the wrong type or a
-value outside its allowed choices is a ``ConfigError`` naming the dotted key and the file.
-Semantic checks (batch sizes that do not divide, ...) live in each config's ``validate()``.
+Everything is checked before any work starts: an unknown key, a value of the wrong type, a value
+outside its allowed choices or a NaN/inf number is a ``ConfigError`` naming the dotted key and the
+file. Semantic checks (ranges, batch sizes that do not divide, ...) live in each config's ``validate()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -40,12 +42,36 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         set_dotted(raw, key, value)
     config = from_dict(cls, raw, where=where)
     validate = getattr(config, "validate", None)
-    if validate is not None:
-        try:
+    try:
+        reject_non_finite(config)
+        if validate is not None:
             validate()
-        except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     return config
+
+
+def reject_non_finite(config: Any) -> None:
+    """ConfigError for the first NaN or infinite number anywhere in a config. No field means either,
+    and NaN slips through range checks (``nan <= 0`` is false)."""
+    for key, value in leaves(config):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+
+
+def leaves(node: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every plain value inside a config: ``train.lr``, ``rewards[0].spec``, ``models.base``."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from leaves(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            yield from leaves(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from leaves(value, f"{key}[{i}]")
+    else:
+        yield key, node
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -23,7 +23,17 @@ from alignflow.algorithms import (
 from alignflow.config.distributed import DistributedConfig
 from alignflow.config.loader import ConfigError
 from alignflow.config.rewards import RewardSpec, legacy_reward_specs, validate_reward_specs
-from alignflow.config.schema import ModelConfig, TrainConfig
+from alignflow.config.schema import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    OPTIONAL_COUNT,
+    POSITIVE,
+    ModelConfig,
+    Range,
+    TrainConfig,
+    check_ranges,
+)
 
 
 def _required_kwarg(estimator: str, name: str) -> bool:
@@ -236,6 +246,17 @@ class RLConfig:
                               "of the same blocks off and on, which recompiles them at every switch")
         if self.train.eval_prompts < 0:
             raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
+        check_ranges("train", self.train, {
+            "log_every": AT_LEAST_ONE, "save_every": NON_NEGATIVE, "eval_every": NON_NEGATIVE, "adam_eps": POSITIVE,
+            "adam_betas": FRACTION, "weight_decay": NON_NEGATIVE, "warmup_ratio": FRACTION, "max_grad_norm": POSITIVE,
+            "threads": OPTIONAL_COUNT})
+        check_ranges("data", self.data, {"max_samples": OPTIONAL_COUNT, "max_prompt_length": AT_LEAST_ONE})
+        check_ranges("rollout", self.rollout, {"top_k": NON_NEGATIVE, "repetition_penalty": POSITIVE,
+                                               "top_p": Range(0, 1, low_open=True, high_open=False)})
+        unit_interval = Range(0, 1, high_open=False)
+        check_ranges("algorithm", self.algorithm, {
+            "gamma": unit_interval, "lam": unit_interval, "kl_coef": NON_NEGATIVE, "clip_low": POSITIVE,
+            "vf_coef": NON_NEGATIVE})
 
     def _validate_names(self) -> None:
         algo = self.algorithm

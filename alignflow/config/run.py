@@ -19,7 +19,7 @@ from typing import Any
 
 from alignflow.config.dpo import DPOConfig
 from alignflow.config.eval import EvalConfig
-from alignflow.config.loader import ConfigError
+from alignflow.config.loader import ConfigError, leaves
 from alignflow.config.rl import RLConfig
 from alignflow.config.schema import RewardConfig, SFTConfig
 
@@ -67,25 +67,10 @@ class RunConfig:
             done.append(stage)
 
 
-def _walk_strings(node: Any, prefix: str = ""):
-    """(dotted key, value) for every string inside a config dataclass, list or dict."""
-    if dataclasses.is_dataclass(node):
-        for f in dataclasses.fields(node):
-            yield from _walk_strings(getattr(node, f.name), f"{prefix}{f.name}.")
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _walk_strings(value, f"{prefix}{key}.")
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _walk_strings(value, f"{prefix.rstrip('.')}[{i}].")
-    elif isinstance(node, str):
-        yield prefix.rstrip("."), node
-
-
 def stage_references(section: Any) -> list[tuple[str, str]]:
     """(key, stage) for every ``@stage`` value in a section (``@`` followed by a stage name)."""
-    return [(key, value[1:]) for key, value in _walk_strings(section)
-            if value.startswith("@") and value[1:] in STAGE_KINDS]
+    return [(key, value[1:]) for key, value in leaves(section)
+            if isinstance(value, str) and value.startswith("@") and value[1:] in STAGE_KINDS]
 
 
 def resolve_references(node: Any, outputs: dict[str, str]) -> Any:

@@ -6,10 +6,51 @@ field is documented where it is declared so that a YAML file reads like a form.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from alignflow.config.loader import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field accepts: ``low <= value < high`` unless told otherwise (NaN never)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is outside
+    high_open: bool = True  # high itself is outside
+    optional: bool = False  # null is allowed (it means "off" or "all")
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        if self.high == math.inf:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        return text + (" or null" if self.optional else "")
+
+
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE, FRACTION = Range(0, low_open=True), Range(0), Range(1), Range(0, 1)
+OPTIONAL_COUNT = Range(1, optional=True)
+
+
+def check_ranges(section: str, config: Any, ranges: dict[str, Range]) -> None:
+    """ConfigError naming ``section.field`` (``field[i]`` inside a tuple) for the first value outside its range."""
+    for name, allowed in ranges.items():
+        value = getattr(config, name)
+        if value is None and allowed.optional:
+            continue
+        items = [(f"{name}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, (list, tuple)) \
+            else [(name, value)]
+        for key, item in items:
+            if not allowed.contains(item):
+                raise ConfigError(f"{section}.{key} must be {allowed.describe()}, got {item}")
 
 
 @dataclass
@@ -48,6 +89,8 @@ class ModelConfig:
             raise ConfigError(f"model.num_layers must be >= 1 (or null for all), got {self.num_layers}")
         if self.freeze_layers < 0:
             raise ConfigError(f"model.freeze_layers must be >= 0, got {self.freeze_layers}")
+        if self.lora.enabled:
+            check_ranges("model.lora", self.lora, {"r": AT_LEAST_ONE, "alpha": POSITIVE, "dropout": FRACTION})
         if self.num_layers is not None and self.freeze_layers > self.num_layers:
             raise ConfigError(f"model.freeze_layers ({self.freeze_layers}) must be at most model.num_layers "
                               f"({self.num_layers})")
@@ -67,12 +110,22 @@ class DataConfig:
     def validate(self) -> None:
         if not self.train:
             raise ConfigError("data.train must name a dataset (file, folder or hub name)")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_ranges("data", self, {"val_fraction": FRACTION, "max_samples": OPTIONAL_COUNT,
+                                    "max_length": Range(2), "max_prompt_length": AT_LEAST_ONE})
         if self.max_prompt_length >= self.max_length:
             raise ConfigError(
                 f"data.max_prompt_length ({self.max_prompt_length}) must be below data.max_length ({self.max_length})"
             )
+
+
+# Every number of TrainConfig that has a range (max_grad_norm 0 would zero every gradient).
+TRAIN_RANGES = {
+    "lr": POSITIVE, "batch_size": AT_LEAST_ONE, "micro_batch_size": AT_LEAST_ONE, "grad_accum": AT_LEAST_ONE,
+    "max_steps": OPTIONAL_COUNT, "warmup_ratio": FRACTION, "weight_decay": NON_NEGATIVE, "adam_eps": POSITIVE,
+    "adam_betas": FRACTION, "max_grad_norm": POSITIVE, "eval_every": NON_NEGATIVE, "save_every": NON_NEGATIVE,
+    "log_every": AT_LEAST_ONE, "eval_max_samples": OPTIONAL_COUNT, "threads": OPTIONAL_COUNT,
+    "max_skipped_updates": AT_LEAST_ONE,
+}
 
 
 @dataclass
@@ -102,19 +155,15 @@ class TrainConfig:
     max_skipped_updates: int = 5
 
     def validate(self) -> None:
-        if self.max_skipped_updates < 1:
-            raise ConfigError(f"train.max_skipped_updates must be >= 1, got {self.max_skipped_updates}")
+        check_ranges("train", self, TRAIN_RANGES)
         if self.micro_batch_size * self.grad_accum != self.batch_size:
             raise ConfigError(
                 f"train.batch_size ({self.batch_size}) must equal train.micro_batch_size ({self.micro_batch_size}) "
                 f"x train.grad_accum ({self.grad_accum})"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.epochs <= 0 and not self.max_steps:
-            raise ConfigError("train.epochs must be positive (or set train.max_steps)")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_steps is None and not self.epochs > 0:
+            raise ConfigError(f"train.epochs must be positive (or set train.max_steps), got {self.epochs}")
+
 
 
 @dataclass
@@ -154,8 +203,7 @@ class RewardTrainConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.head_lr is not None and self.head_lr <= 0:
-            raise ConfigError(f"train.head_lr must be positive, got {self.head_lr}")
+        check_ranges("train", self, {"head_lr": Range(0, low_open=True, optional=True)})
 
 
 @dataclass
@@ -178,3 +226,4 @@ class RewardConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        check_ranges("loss", self.loss, {"center_coef": NON_NEGATIVE})

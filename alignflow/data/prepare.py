@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from alignflow.config.paths import check_output_dir
 from alignflow.data.readers import Kind, RowCallback, detect_kind, read_examples
 from alignflow.data.splits import train_val_split
 from alignflow.data.types import PreferenceExample, PromptExample, RowIssue, SFTExample
@@ -50,7 +51,10 @@ def prepare_dataset(
     strict: bool = False,
     on_row: RowCallback | None = None,
 ) -> PrepareReport:
-    """Read ``source`` as ``kind`` (``"auto"``: detected from its first rows), split and write it."""
+    """Read ``source`` as ``kind`` (``"auto"``: detected from its first rows), split and write it.
+
+    ``out_dir`` is checked first (ConfigError), so a long read never ends on an unwritable folder."""
+    check_output_dir("--out", out_dir)
     resolved_kind: Kind = detect_kind(source) if kind == "auto" else kind
     result = read_examples(source, resolved_kind, strict=strict, max_samples=max_samples, on_row=on_row)
     train, validation = train_val_split(result.examples, val_fraction, seed)

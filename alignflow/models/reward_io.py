@@ -19,6 +19,7 @@ from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import PromptResponseEncoder, pad_right
 from alignflow.data.types import Message
 from alignflow.models.loading import disable_dropout, load_tokenizer, reward_head
+from alignflow.models.registry import check_model_folder
 from alignflow.models.saving import plain_model, read_metadata, save_model
 from alignflow.runtime import autocast
 
@@ -50,6 +51,7 @@ class RewardModelScorer:
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{self.model_dir} is not a reward-model folder (no config.json)")
+        check_model_folder(self.model_dir)  # a truncated weights file is named, not a safetensors traceback
         meta = read_metadata(self.model_dir)
         saved = meta.get("config", {})
         model_cfg = ModelConfig(**{k: v for k, v in saved.get("model", {}).items() if k in ("chat_template",)})

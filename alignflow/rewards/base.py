@@ -21,10 +21,13 @@ Example (a toy length reward)::
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from alignflow.config.loader import ConfigError
 from alignflow.data.types import Message
+from alignflow.rewards.guard import check_scores
 
 
 @runtime_checkable
@@ -48,23 +51,45 @@ class RewardModelReward:
         self.scorer = RewardModelScorer(model_dir, batch_size=batch_size, dtype=dtype)
 
     def __call__(self, prompts: list[list[Message]], responses: list[str], metadata: dict[str, list]) -> list[float]:
-        return self.scorer.score(prompts, responses).tolist()
+        # NaN/inf stops the run naming the sample, as a Python reward's does (a diverged reward model).
+        return check_scores(str(self.model_dir), self.scorer.score(prompts, responses).tolist(), responses, metadata)
 
 
-def import_reward_function(spec: str) -> RewardFunction:
-    """``"package.module:name"`` -> that callable (a class is instantiated without arguments)."""
+def import_reward_function(spec: str, key: str = "reward_function") -> RewardFunction:
+    """``"package.module:name"`` -> that callable, or a ConfigError naming ``key`` and the spec.
+
+    Importing runs the module's code: a config is code, which is why only trusted configs should
+    run. Refused: anything that cannot be called as ``fn(prompts, responses, metadata)``.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"reward_function must look like package.module:function, got {spec!r}")
+        raise ConfigError(f"{key} must look like package.module:function, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"reward_function {spec!r}: cannot import {module_name!r}: {err}") from err
+        raise ConfigError(f"{key}: {spec!r}: cannot import {module_name!r}: {err}") from err
     target = getattr(module, attr, None)
     if target is None:
-        raise ValueError(f"reward_function {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    if isinstance(target, type):
-        target = target()
-    if not callable(target):
-        raise ValueError(f"reward_function {spec!r} is not callable")
+        raise ConfigError(f"{key}: {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    problem = reward_signature_problem(target)
+    if problem:
+        raise ConfigError(f"{key}: {spec!r} {problem}; a reward is a function "
+                          "(prompts, responses, metadata) -> list[float]")
     return target
+
+
+def reward_signature_problem(target: object) -> str | None:
+    """Why ``target`` is not a reward function, or None when ``target(prompts, responses, metadata)`` binds."""
+    if isinstance(target, type):
+        return "is a class"
+    if not callable(target):
+        return f"is not callable (a {type(target).__name__})"
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return "has no inspectable signature"
+    try:
+        signature.bind(None, None, None)
+    except TypeError as err:
+        return f"cannot be called as fn(prompts, responses, metadata) ({err}; its signature is {signature})"
+    return None

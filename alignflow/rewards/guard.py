@@ -23,10 +23,12 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from alignflow.data.types import Message
-from alignflow.rewards.base import RewardFunction
+
+if TYPE_CHECKING:  # base imports check_scores from here
+    from alignflow.rewards.base import RewardFunction
 
 log = logging.getLogger(__name__)
 EXCERPT_CHARS = 80

@@ -77,17 +77,18 @@ class RolloutConfig:
     n: int = 1  # samples per prompt (>= 2 for group estimators: grpo, rloo, reinforce_pp_baseline)
     stop_strings: list[str] = field(default_factory=list)
     eval_greedy: bool = True  # held-out evaluation decodes greedily (else samples like training)
-    # Which weights the rollout engine samples from. shared: the actor's own module (no copy).
-    # bf16: a bf16 copy of the actor's weights, refreshed before every generate call (about 0.1 s for
-    # 135M params); on CPU it decodes ~1.4x faster than bf16 autocast over fp32 weights, which
-    # re-casts every weight at every token. auto: bf16 when model.dtype is bf16, else shared.
-    weights: Literal["auto", "shared", "bf16"] = "auto"
+    # Which weights the rollout engine samples from. shared: the actor's own module (no copy; one
+    # unsharded rank only). bf16 / fp32: a copy of the actor's weights, synced after every update
+    # (about 0.1 s for 135M params); bf16 decodes ~1.4x faster on CPU than bf16 autocast over fp32
+    # weights, which re-casts every weight at every token. auto: bf16 when model.dtype is bf16,
+    # else shared on one rank and fp32 on several (a sharded actor cannot decode token by token).
+    weights: Literal["auto", "shared", "bf16", "fp32"] = "auto"
 
 
-def resolve_rollout_weights(weights: str, model_dtype: str) -> str:
-    """``rollout.weights`` without ``auto``: bf16 when the model trains in bf16, else shared."""
+def resolve_rollout_weights(weights: str, model_dtype: str, world_size: int = 1) -> str:
+    """``rollout.weights`` without ``auto`` (see :class:`RolloutConfig`)."""
     if weights == "auto":
-        return "bf16" if model_dtype == "bf16" else "shared"
+        return "bf16" if model_dtype == "bf16" else ("shared" if world_size == 1 else "fp32")
     return weights
 
 
@@ -193,7 +194,7 @@ class RLConfig:
 
     @property
     def rollout_weights(self) -> str:
-        return resolve_rollout_weights(self.rollout.weights, self.model.dtype)
+        return resolve_rollout_weights(self.rollout.weights, self.model.dtype, self.distributed.world_size)
 
     @property
     def needs_critic(self) -> bool:
@@ -244,6 +245,7 @@ class RLConfig:
         if self.train.compile and self.model.lora.enabled:
             raise ConfigError("train.compile does not support model.lora: the reference switches the adapters "
                               "of the same blocks off and on, which recompiles them at every switch")
+        self._validate_distributed()
         if self.train.eval_prompts < 0:
             raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
         check_ranges("train", self.train, {
@@ -257,6 +259,23 @@ class RLConfig:
         check_ranges("algorithm", self.algorithm, {
             "gamma": unit_interval, "lam": unit_interval, "kl_coef": NON_NEGATIVE, "clip_low": POSITIVE,
             "vf_coef": NON_NEGATIVE})
+
+    def _validate_distributed(self) -> None:
+        world = self.distributed.world_size
+        if world == 1:
+            return
+        if self.rows_per_step % world or self.train.mini_batch_size % world:
+            raise ConfigError(f"distributed.world_size={world} must divide train.mini_batch_size "
+                              f"({self.train.mini_batch_size}) and the rows of a step ({self.rows_per_step}): "
+                              "every rank trains an equal part of each mini-batch")
+        if self.rollout.weights == "shared":
+            raise ConfigError("rollout.weights=shared needs one rank: a sharded actor cannot sample token by token; "
+                              "use rollout.weights=auto, fp32 or bf16")
+        if self.model.lora.enabled:
+            raise ConfigError("model.lora with distributed.world_size > 1 is not supported yet; "
+                              "train LoRA on one rank or fully fine-tune on several")
+        if self.train.compile:
+            raise ConfigError("train.compile with distributed.world_size > 1 is not supported yet")
 
     def _validate_names(self) -> None:
         algo = self.algorithm

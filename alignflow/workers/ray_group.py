@@ -66,8 +66,11 @@ class RankHost:
         for worker in self.workers.values():
             worker.init_model()
 
-    def execute(self, role: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.workers[role], method)(*args, **kwargs)
+    def execute(self, role: str, method: str, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+        """The method's result and the seconds it ran here (the group charges the rest of a call's
+        time to dispatch, serialisation and waiting)."""
+        started = time.perf_counter()
+        return getattr(self.workers[role], method)(*args, **kwargs), time.perf_counter() - started
 
     def pid(self) -> int:
         return os.getpid()
@@ -111,6 +114,14 @@ class RayWorkerGroup(WorkerGroup):
 
     def __init__(self, actors: list, role: str, worker_class: type, timeout_s: float) -> None:
         self.actors, self.role, self.worker_class, self.timeout_s = actors, role, worker_class, timeout_s
+        # method -> [(seconds the call took here, seconds the slowest rank ran it)], for the bench
+        self.timings: dict[str, list[tuple[float, float]]] = {}
+
+    def _run(self, method: str, refs: list) -> list[Any]:
+        started = time.perf_counter()
+        results, seconds = zip(*wait_all(refs, self.role, self.timeout_s))
+        self.timings.setdefault(method, []).append((time.perf_counter() - started, max(seconds)))
+        return list(results)
 
     @property
     def world_size(self) -> int:
@@ -120,14 +131,14 @@ class RayWorkerGroup(WorkerGroup):
         mode = dispatch_mode(self.worker_class, method)
         if mode != "split":
             refs = [actor.execute.remote(self.role, method, *args, **kwargs) for actor in self.actors]
-            return collect(wait_all(refs, self.role, self.timeout_s))
+            return collect(self._run(method, refs))
         batch, *rest = args
         rows = len(batch)
         shards = split_batch(batch.index(list(range(rows)) + [rows - 1] * (-rows % self.world_size)), self.world_size)
         real = [len(s) for s in split_batch(batch, self.world_size)] if rows % self.world_size else None
         refs = [actor.execute.remote(self.role, method, shard, *rest, **kwargs)
                 for actor, shard in zip(self.actors, shards)]
-        results = wait_all(refs, self.role, self.timeout_s)
+        results = self._run(method, refs)
         if real is not None:  # drop the padding rows (a method may return several rows per input row)
             results = [_first_rows(result, keep, len(shard)) for result, keep, shard in zip(results, real, shards)]
         return collect(results)

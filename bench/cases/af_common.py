@@ -105,8 +105,8 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     cfg.validate()
     METER.install_token_counter(args.model)
     start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
-    workers, tokenizer = build_local_workers(cfg, console=CONSOLE)
-    train_prompts, eval_prompts = load_prompt_sets(cfg, tokenizer, CONSOLE)
+    workers = build_local_workers(cfg)
+    train_prompts, eval_prompts = load_prompt_sets(cfg, workers.policy.worker.tokenizer, CONSOLE)
     controller = RLController(cfg, workers, train_prompts, eval_prompts, console=CONSOLE)
     step_times = []
     for step in range(steps):

@@ -19,7 +19,7 @@ from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
 from alignflow.runtime import autocast  # noqa: E402
-from alignflow.workers.local import rollout_module  # noqa: E402
+from alignflow.workers.policy import rollout_module  # noqa: E402
 
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]

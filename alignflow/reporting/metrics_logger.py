@@ -33,11 +33,11 @@ class MetricsLogger:
 
     def truncate_after(self, step: int) -> int:
         """Forget every row (and TensorBoard event) after ``step``: call it when a run resumes from the
-        checkpoint of ``step`` (0: a fresh start). Returns how many rows were removed."""
+        checkpoint of ``step``, with -1 when it starts afresh. Returns how many rows were removed."""
         removed = truncate_metrics(self.path, step)
         self.close()
         self.writer = None
-        self.purge_step = step + 1 if step else 0
+        self.purge_step = step + 1
         return removed
 
     def log(self, step: int, metrics: dict[str, Any], split: str = "train") -> None:

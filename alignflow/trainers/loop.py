@@ -123,14 +123,16 @@ def run_loop(
     console = logger.console
     start_step = 0
     window: list[dict[str, float]] = []  # the steps since the last logged row (averaged into the next)
-    if resume and (ckpt := latest_checkpoint(output_dir)) is not None:
+    ckpt = latest_checkpoint(output_dir) if resume else None
+    if ckpt is not None:
         state = load_checkpoint_state(ckpt)
         start_step = _restore(model, optimizer, scheduler, state, ckpt)
         window = list(state.get("log_window", []))
         console.print(f"[bold]resuming[/] from {ckpt} at step {start_step}/{len(plan)}")
-    logger.truncate_after(start_step)  # steps after the checkpoint are redone, and logged, again
+    # Steps after the checkpoint are redone, and logged, again; a fresh start logs from scratch.
+    logger.truncate_after(start_step if ckpt is not None else -1)
     result = _logged_result(logger, start_step)
-    if start_step == 0 and eval_at_start and evaluate is not None:
+    if ckpt is None and eval_at_start and evaluate is not None:
         result.initial_eval = _evaluate(model, evaluate, logger, 0, None)
     if start_step >= len(plan):
         result.already_done = True

@@ -88,13 +88,6 @@ def publish_checkpoint(staging: Path, final: Path, keep: int) -> Path:
     return final
 
 
-def clear_checkpoints(output_dir: str | Path) -> int:
-    """Delete every checkpoint (published or half-written) of ``output_dir``; returns how many were published."""
-    count = len(complete_checkpoints(output_dir))
-    shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
-    return count
-
-
 def damaged_advice(ckpt: Path) -> str:
     """What to do about an unreadable checkpoint: fall back to the previous one, or start again."""
     previous = previous_checkpoint(ckpt)
@@ -108,9 +101,9 @@ def load_checkpoint_state(path: str | Path) -> dict[str, Any]:
     return load_state(ckpt / STATE_FILE, advice=damaged_advice(ckpt))
 
 
-def checkpoint_config(ckpt: Path) -> dict[str, Any] | None:
-    """The run config a checkpoint was written under (from its model's metadata), if recorded."""
-    meta = ckpt / "model" / METADATA_FILE
+def checkpoint_config(ckpt: Path, model_folder: str = "model") -> dict[str, Any] | None:
+    """The run config a checkpoint was written under (from the metadata of its ``model_folder``), if recorded."""
+    meta = ckpt / model_folder / METADATA_FILE
     try:
         return json.loads(meta.read_text()).get("config") if meta.is_file() else None
     except json.JSONDecodeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 from rich.console import Console
 
 from alignflow.runtime import set_seed, set_threads
-from alignflow.trainers.checkpoint import checkpoint_config, clear_checkpoints, latest_checkpoint
+from alignflow.trainers.checkpoint import checkpoint_config, latest_checkpoint
 from alignflow.trainers.resume_check import OFFLINE_RESUMABLE, MayChange, check_resumable
 
 SUMMARY_FILE = "summary.json"
 SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
+# What a trainer writes into its run folder; a fresh start in the folder deletes the previous run's.
+RUN_OUTPUTS = ("checkpoints", "model", "best", "tensorboard", "metrics.jsonl", SUMMARY_FILE, SKIPPED_ROWS_FILE)
 
 
 def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None) -> Path:
@@ -30,23 +33,24 @@ def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None)
 
 
 def resume_or_start_afresh(config, output_dir: str | Path, console: Console,
-                           allowed: Mapping[str, MayChange] = OFFLINE_RESUMABLE) -> Path | None:
+                           allowed: Mapping[str, MayChange] = OFFLINE_RESUMABLE,
+                           model_folder: str = "model") -> Path | None:
     """Before anything is written: the checkpoint this run will resume from (its saved config checked
-    against ``config``, see ``resume_check``), or None for a fresh start. A fresh start (``resume: false``)
-    deletes the previous run's checkpoints, so that no later resume picks them up, and its skipped rows."""
+    against ``config``, see ``resume_check``), or None for a fresh start. ``resume: false`` in the folder
+    of a previous run deletes that run's outputs first, so that no later resume picks up its checkpoints
+    and no stale ``best/`` or summary passes for the new run's. ``model_folder``: where a checkpoint
+    keeps the model whose ``alignflow.json`` records the run config."""
     from alignflow.config.loader import to_dict
 
     out = Path(output_dir)
     ckpt = latest_checkpoint(out)
     if not config.resume:
-        if ckpt is not None:
-            count = clear_checkpoints(out)
-            console.print(f"[yellow]resume=false: deleted the {count} checkpoint(s) of the previous run in {out}[/]")
-        (out / SKIPPED_ROWS_FILE).unlink(missing_ok=True)
+        if deleted := clear_previous_run(out):
+            console.print(f"[yellow]resume=false: deleted the previous run's {', '.join(deleted)} in {out}[/]")
         return None
     if ckpt is None:
         return None
-    saved = checkpoint_config(ckpt)
+    saved = checkpoint_config(ckpt, model_folder)
     if saved is None:
         console.print(f"[yellow]{ckpt} records no config; resuming it without checking the settings[/]")
         return ckpt
@@ -55,6 +59,20 @@ def resume_or_start_afresh(config, output_dir: str | Path, console: Console,
         console.print(f"[yellow]force_resume: resuming {ckpt} with changed settings: "
                       f"{'; '.join(map(str, changes))}[/]")
     return ckpt
+
+
+def clear_previous_run(out: Path) -> list[str]:
+    """Delete the outputs of the run recorded in ``out`` (none unless it holds a run's config.yaml or
+    checkpoints); returns the names deleted."""
+    if not ((out / "config.yaml").is_file() or latest_checkpoint(out)):
+        return []
+    deleted = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    for name in deleted:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink()
+    return deleted
 
 
 def finished_summary(output_dir: str | Path, already_done: bool) -> dict[str, Any] | None:

@@ -243,3 +243,14 @@ def test_non_finite_metrics_are_written_as_null_with_a_flag(tmp_path):
     assert row["loss"] is None and row["grad_norm"] is None and row["lr"] == 0.1
     assert sorted(row["non_finite"]) == ["grad_norm", "loss"]
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in row.values())
+
+
+def test_a_fresh_start_leaves_nothing_of_the_previous_run(tiny_llama_dir, preference_file, tmp_path):
+    out = tmp_path / "run"
+    train_reward_model(rm_config(tiny_llama_dir, preference_file, out))
+    assert (out / "best").is_dir()
+    # Without validation pairs the new run keeps no best checkpoint: the old run's must not pass for it.
+    again = train_reward_model(rm_config(tiny_llama_dir, preference_file, out, "resume=false",
+                                         "data.val_fraction=0.0", "train.max_steps=2"))
+    assert again.best_dir is None and not (out / "best").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002"]

@@ -123,11 +123,13 @@ def run_loop(
     console = logger.console
     start_step = 0
     window: list[dict[str, float]] = []  # the steps since the last logged row (averaged into the next)
+    skipped_in_a_row = 0
     ckpt = latest_checkpoint(output_dir) if resume else None
     if ckpt is not None:
         state = load_checkpoint_state(ckpt)
         start_step = _restore(model, optimizer, scheduler, state, ckpt)
         window = list(state.get("log_window", []))
+        skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
         console.print(f"[bold]resuming[/] from {ckpt} at step {start_step}/{len(plan)}")
     # Steps after the checkpoint are redone, and logged, again; a fresh start logs from scratch.
     logger.truncate_after(start_step if ckpt is not None else -1)
@@ -141,12 +143,13 @@ def run_loop(
     def checkpoint(step: int) -> Path:
         return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, metadata=metadata(),
                                state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                      "rng": rng_state(), "log_window": window})
+                                      "rng": rng_state(), "log_window": window, "skipped_in_a_row": skipped_in_a_row})
 
     def stop(step: int, what: str) -> TrainingError:
-        """Save the state before ``step`` when it is finite, and say which checkpoint is the last good one."""
+        """Save the state after ``step`` steps when it is finite (not at the last step: that checkpoint
+        would read as a finished run), and say which checkpoint is the last good one."""
         try:
-            last: Path | None = checkpoint(step)
+            last = checkpoint(step) if step < len(plan) else latest_checkpoint(output_dir)
         except CheckpointError:
             last = latest_checkpoint(output_dir)
         where = f"the last good checkpoint is {last}" if last else "no good checkpoint was saved"
@@ -156,7 +159,6 @@ def run_loop(
         compile_blocks(model)
     model.train()
     started = time.perf_counter()
-    skipped_in_a_row = 0
     progress = Progress(TextColumn("[bold blue]train"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[line]}"), TimeRemainingColumn(), console=console)
     with progress:

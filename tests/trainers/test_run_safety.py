@@ -73,6 +73,9 @@ def test_huge_lr_stops_with_only_finite_checkpoints(job, tiny_llama_dir, sft_fil
         bad = [k for k, v in weights.items() if not torch.isfinite(v).all()]
         assert not bad, f"{step} holds non-finite weights {bad[:3]}"
     assert "last good checkpoint" in message
+    with pytest.raises(TrainingError):  # the same config resumed diverges again: never "done"
+        run()
+    assert not (out / "summary.json").exists()
 
 
 def test_non_finite_gradients_skip_the_update_and_stop_after_the_limit(tiny_llama_dir, sft_file, tmp_path,

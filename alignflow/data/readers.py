@@ -85,11 +85,14 @@ def read_examples(
 
 def detect_kind(source: str | Path, *, sample_rows: int = 100) -> Kind:
     """The kind most of the first recognisable rows have (``{question, answer}`` counts as prompts)."""
-    rows = islice(iter_rows(source), sample_rows)
-    kinds = Counter(kind for _, row in rows if (kind := row_kind(row)) is not None)
+    rows = [row for _, row in islice(iter_rows(source), sample_rows)]
+    if not rows:
+        raise DataError(f"{source}: no rows: it is empty, or holds only blank lines (or a CSV header); "
+                        "point it at a file with data")
+    kinds = Counter(kind for row in rows if (kind := row_kind(row)) is not None)
     if not kinds:
         raise DataError(
-            f"{source}: none of the first {sample_rows} rows looks like SFT, preference or prompt data; "
+            f"{source}: none of the first {len(rows)} rows looks like SFT, preference or prompt data; "
             "pass the kind explicitly to see why each row is rejected"
         )
     return max(KINDS, key=lambda kind: (kinds[kind], -KINDS.index(kind)))

@@ -5,6 +5,11 @@ A source is a ``.jsonl`` / ``.json`` / ``.csv`` file (optionally ``.gz``), a fol
 (``Anthropic/hh-rlhf[:split]``, split ``train`` by default). The last two need ``datasets``.
 Rows are yielded as ``("path:line", row)``; JSON-list items as ``"path:#index"`` (1-based). A
 line that cannot be parsed is yielded as an exception so the reader can report it and go on.
+
+Text is decoded line by line: a line (or CSV record, or JSON-list item) that is not valid UTF-8,
+or that holds an escaped lone surrogate, is such a row and the rest of the file is kept. A file
+that cannot be read past some line (a truncated or corrupt ``.gz``) keeps the rows before it and
+ends with one such row saying so; a file with no readable line at all is a :class:`DataError`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +27,8 @@ RawRow = dict[str, Any] | list[Any] | str | int | float | bool | None | Exceptio
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv")
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # never valid text: an undecodable byte or a lone \u escape
+_READ_ERRORS = (OSError, EOFError, zlib.error)  # unreadable, not gzip, truncated, corrupt
 
 
 class DataError(ValueError):
@@ -65,22 +73,50 @@ def _iter_file(path: Path) -> Iterator[tuple[str, RawRow]]:
         expected = ", ".join(SUPPORTED_SUFFIXES)
         raise DataError(f"{path}: unsupported file type, expected one of {expected} (optionally .gz)")
     try:
-        with _open_text(path) as stream:
+        stream = _open_text(path)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file: {err}") from err
+    with stream:
+        lines = _CountedLines(stream)
+        try:
             if suffix == ".csv":
-                yield from _iter_csv(stream, path)
+                yield from _iter_csv(lines, path)
             elif suffix == ".json" and _first_char(stream) == "[":
                 yield from _iter_json_list(stream, path)
             else:  # .jsonl, or a .json file that holds one JSON value per line
-                yield from _iter_json_lines(stream, path)
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as err:
-        raise DataError(f"{path}: cannot read the file: {err}") from err
+                yield from _iter_json_lines(lines, path)
+        except _READ_ERRORS as err:
+            if lines.count == 0:
+                raise DataError(f"{path}: cannot read the file: {err}") from err
+            yield f"{path}:{lines.count + 1}", ValueError(
+                f"the file ends early or is corrupt after line {lines.count} ({err}); the rows from here on are "
+                "lost, re-download or re-create the file to read them"
+            )
+        except csv.Error as err:
+            raise DataError(f"{path}:{lines.count}: cannot parse the CSV: {err}") from err
+
+
+class _CountedLines:
+    """The lines of a text stream, counted so that a read error can say after which line it struck."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream, self.count = stream, 0
+
+    def __iter__(self) -> _CountedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.stream)
+        self.count += 1
+        return line
 
 
 def _open_text(path: Path) -> IO[str]:
     # utf-8-sig drops a byte-order mark (common in CSV exports); newline="" is what csv expects.
+    # surrogateescape keeps an undecodable byte as a lone surrogate, so only its own line is rejected.
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _first_char(stream: IO[str]) -> str:
@@ -90,15 +126,22 @@ def _first_char(stream: IO[str]) -> str:
     return head[:1]
 
 
-def _iter_json_lines(stream: IO[str], path: Path) -> Iterator[tuple[str, RawRow]]:
-    for line_number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue  # blank lines are not rows
-        try:
-            row: RawRow = json.loads(line)
-        except json.JSONDecodeError as err:
-            row = ValueError(f"invalid JSON: {err.msg} (column {err.colno})")
-        yield f"{path}:{line_number}", row
+def _iter_json_lines(lines: Iterator[str], path: Path) -> Iterator[tuple[str, RawRow]]:
+    for line_number, line in enumerate(lines, start=1):
+        if line.strip():  # blank lines are not rows
+            yield f"{path}:{line_number}", _parse_json_line(line)
+
+
+def _parse_json_line(line: str) -> RawRow:
+    """The JSON value on ``line``, or (returned, not raised) a ValueError saying why there is none."""
+    if found := _SURROGATE.search(line):
+        return ValueError(f"{_surrogate_reason(found.group())} at column {found.start() + 1}")
+    try:
+        return _valid_text(json.loads(line))
+    except json.JSONDecodeError as err:
+        return ValueError(f"invalid JSON: {err.msg} (column {err.colno})")
+    except (ValueError, RecursionError) as err:  # an integer of over 4300 digits, or nesting too deep
+        return ValueError(f"invalid JSON: {_refusal(err)}")
 
 
 def _iter_json_list(stream: IO[str], path: Path) -> Iterator[tuple[str, RawRow]]:
@@ -106,23 +149,69 @@ def _iter_json_list(stream: IO[str], path: Path) -> Iterator[tuple[str, RawRow]]
         rows = json.load(stream)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: invalid JSON: {err.msg} (column {err.colno})") from err
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{path}: invalid JSON: {_refusal(err)}") from err
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of rows, got a JSON {type(rows).__name__}")
     for index, row in enumerate(rows, start=1):
-        yield f"{path}:#{index}", row
+        yield f"{path}:#{index}", _valid_text(row)
 
 
-def _iter_csv(stream: IO[str], path: Path) -> Iterator[tuple[str, RawRow]]:
-    reader = csv.DictReader(stream)
-    header_size = len(reader.fieldnames or [])
-    first_line = reader.line_num + 1
-    for row in reader:
-        location = f"{path}:{first_line}"  # where the record starts (quoted fields may span lines)
-        first_line = reader.line_num + 1
-        if None in row:
-            yield location, ValueError(f"row has {header_size + len(row[None])} fields, the header has {header_size}")
-        else:
-            yield location, row
+def _refusal(err: ValueError | RecursionError) -> str:
+    """Why the JSON parser refused text it could scan (it raises these rather than JSONDecodeError)."""
+    return "nested too deeply" if isinstance(err, RecursionError) else str(err)
+
+
+def _iter_csv(lines: Iterator[str], path: Path) -> Iterator[tuple[str, RawRow]]:
+    records = _csv_records(lines)
+    header_line, header = next(records, (1, []))
+    if found := _SURROGATE.search("".join(header)):
+        reason = _surrogate_reason(found.group())
+        raise DataError(f"{path}:{header_line}: the CSV header is {reason}; re-save the file as UTF-8")
+    for line_number, fields in records:
+        yield f"{path}:{line_number}", _csv_row(header, fields)
+
+
+def _csv_records(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line where it starts, fields)`` of every CSV record that is not a blank line."""
+    reader = csv.reader(lines)
+    start = 1
+    for fields in reader:
+        if len(fields) > 1 or "".join(fields).strip():
+            yield start, fields
+        start = reader.line_num + 1
+
+
+def _csv_row(header: list[str], fields: list[str]) -> RawRow:
+    """The record as ``{column: value}`` (None for missing trailing values), or why it is not a row."""
+    if len(fields) > len(header):
+        return ValueError(f"row has {len(fields)} fields, the header has {len(header)}")
+    row = {name: fields[index] if index < len(fields) else None for index, name in enumerate(header)}
+    for name, value in row.items():
+        if value is not None and (found := _SURROGATE.search(value)):
+            return ValueError(f"{_surrogate_reason(found.group())} in field '{name}'")
+    return row
+
+
+def _valid_text(row: RawRow) -> RawRow:
+    """``row``, or a ValueError when a string in it (key or value, at any depth) is not valid Unicode."""
+    pending: list[Any] = [row]
+    while pending:  # a loop, not recursion: JSON may nest about as deep as Python's recursion limit
+        value = pending.pop()
+        if isinstance(value, str) and (found := _SURROGATE.search(value)):
+            return ValueError(_surrogate_reason(found.group()))
+        if isinstance(value, dict):
+            pending += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            pending += value
+    return row
+
+
+def _surrogate_reason(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # how surrogateescape stands in for the byte code - 0xDC00
+        return f"not valid UTF-8: byte 0x{code - 0xDC00:02x}"
+    return f"holds a lone surrogate \\u{code:04x}, which is not valid Unicode"
 
 
 def _require_datasets(what: str) -> Any:

@@ -108,3 +108,11 @@ def test_save_to_disk_folders(fake_datasets, tmp_path):
     fake_datasets.load_from_disk = lambda path: fake_datasets.DatasetDict(train=[], test=[])
     with pytest.raises(DataError, match="holds the splits test, train; pass one split's folder"):
         list(iter_rows(tmp_path))
+
+
+def test_csv_blank_lines_are_not_rows_and_do_not_shift_locations(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("\n id,prompt\n1,a\n\n   \n2,b\n")
+    rows = list(iter_rows(path))
+    assert [location.rsplit(":", 1)[1] for location, _ in rows] == ["3", "6"]
+    assert rows[1][1] == {" id": "2", "prompt": "b"}

@@ -7,8 +7,8 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
-from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_rl
 from alignflow.models.forward import response_logprobs
+from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_rl
 from alignflow.workers import build_local_workers
 
 QUIET = Console(quiet=True)

@@ -31,11 +31,12 @@ from alignflow.batch import Batch
 from alignflow.config.rl import RLConfig, RolloutConfig
 from alignflow.models import compile_blocks, load_policy
 from alignflow.models.forward import HeadAtPositions, packs_exactly, response_logprobs
+from alignflow.models.loading import transformer_blocks
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.sampling import seed_for
 from alignflow.runtime import autocast, resolve_device
 from alignflow.workers.base import dispatch
-from alignflow.workers.engine import TrainingEngine, load_rank_rng, save_rank_rng
+from alignflow.workers.engine import TrainingEngine, is_sharded, load_rank_rng, save_rank_rng, shard
 
 
 def sampling_params(cfg: RolloutConfig) -> SamplingParams:
@@ -89,7 +90,11 @@ class PolicyWorker:
         packs_exactly(policy)  # decided once on the whole model, before it is sharded
         self.lora = is_peft_model(policy)
         # Before any update: a frozen copy of the initial policy, or the LoRA model with adapters off.
+        # Sharded like the actor, it computes in the actor's precision (KL 0 at step 0) on a shard.
         self.reference = None if self.lora else HeadAtPositions(rollout_module(policy, "fp32"), "lm")
+        if self.reference is not None and is_sharded():
+            shard(self.reference, transformer_blocks(self.reference.model), cfg.model.dtype, self.device,
+                  cfg.distributed.offload)
         self.rollout_model = rollout_module(policy, cfg.rollout_weights)
         self.rollout = HFRolloutEngine.from_tokenizer(self.rollout_model, self.tokenizer)
         self.sampling = sampling_params(cfg.rollout)

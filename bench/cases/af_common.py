@@ -79,7 +79,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
     """Build alignflow's local workers and controller and time ``train_step()`` (one RL iteration:
     generate, score, reference + behaviour log-probs, [values], advantages, update). ``phases``: the
     controller's own clock per phase (``time/*_s``), medians over the measured steps."""
-    from alignflow.config.rl import RLConfig, RLTrainConfig, PromptDataConfig, RolloutConfig
+    from alignflow.config.rl import PromptDataConfig, RLConfig, RLTrainConfig, RolloutConfig
     from alignflow.trainers.rl_controller import RLController, load_prompt_sets
     from alignflow.trainers.run_setup import start_run
     from alignflow.workers.local import build_local_workers

@@ -96,7 +96,6 @@ def cli_inline(job_data):
     """The same command in this process (no import cost): for the uninterrupted reference runs."""
     from typer.testing import CliRunner
 
-    from alignflow.cli.common import console
     from alignflow.cli.main import app
 
     sys.path.insert(0, str(job_data["modules"]))
@@ -105,11 +104,7 @@ def cli_inline(job_data):
         args = [*job.command, str(config), "--set", f"output_dir={out}"]
         for item in sets:
             args += ["--set", item]
-        width, console.width = console.width, WIDE  # no wrapping inside paths
-        try:
-            result = CliRunner().invoke(app, args)
-        finally:
-            console.width = width
+        result = CliRunner().invoke(app, args, env={"COLUMNS": str(WIDE)})  # no wrapping inside paths
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Outcome(result.exit_code, result.output)

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-RL_PENDING = "RL side pending: the RL workers still load their state files with weights_only=False"
-
 
 class RunsACommand:
     """Unpickling this calls ``Path.touch(marker)``: a stand-in for any shell command."""
@@ -55,7 +53,6 @@ def test_offline_resume_refuses_a_pickled_callable_and_names_a_damaged_checkpoin
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason=RL_PENDING)
 def test_rl_resume_refuses_pickled_callables(jobs, cli_inline, tmp_path):
     job = jobs["grpo"]
     config, out, marker = job.write(tmp_path), tmp_path / "run", tmp_path / "PWNED"

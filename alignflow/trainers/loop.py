@@ -119,6 +119,7 @@ def run_loop(
     plan = plan_steps(lengths, cfg)
     optimizer = build_optimizer(model, cfg, head=head, head_lr=head_lr)
     scheduler = build_scheduler(optimizer, cfg, len(plan))
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     logger = logger or MetricsLogger(output_dir)
     console = logger.console
     start_step = 0
@@ -128,6 +129,7 @@ def run_loop(
     if ckpt is not None:
         state = load_checkpoint_state(ckpt)
         start_step = _restore(model, optimizer, scheduler, state, ckpt)
+        use_configured_hyperparameters(optimizer, scheduler, configured)
         window = list(state.get("log_window", []))
         skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
         console.print(f"[bold]resuming[/] from {ckpt} at step {start_step}/{len(plan)}")
@@ -220,6 +222,17 @@ def run_loop(
     result.step = len(plan)
     result.wall_time_s = time.perf_counter() - started
     return result
+
+
+def use_configured_hyperparameters(optimizer, scheduler, configured: list[dict[str, Any]]) -> None:
+    """Train on with this config's optimizer settings (lr, betas, eps, weight decay) at the restored
+    schedule position: a resumed optimizer state carries the saved ones, which differ after a forced
+    resume, and the run's config.yaml must say what it trains with. Same config: the same numbers."""
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update(settings)
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
 
 
 def divergence_advice(dtype: str) -> str:

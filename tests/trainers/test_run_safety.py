@@ -115,6 +115,9 @@ def test_resume_allows_more_steps_and_forced_resume(tiny_llama_dir, sft_file, tm
     forced = train_sft(sft_config(tiny_llama_dir, sft_file, out, "train.max_steps=10", "train.lr=1e-3",
                                   "force_resume=true"))
     assert forced.metrics["steps"] == 10
+    # The forced run trains on at the new lr (cosine, no warmup), as its config.yaml records.
+    lr_at = {r["step"]: r["lr"] for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"}
+    assert lr_at[9] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 9 / 10)))
 
 
 def test_fresh_start_into_a_folder_with_checkpoints_clears_them(tiny_llama_dir, sft_file, tmp_path, monkeypatch):

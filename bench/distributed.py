@@ -68,6 +68,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     from alignflow.models import load_tokenizer
     from alignflow.trainers.rl_controller import PromptSet, RLController, build_workers, load_prompt_sets
     from alignflow.trainers.run_setup import start_run
+    from alignflow.workers.ray_group import RayWorkerGroup
 
     backend, world = args.worker.split("-")
     quiet = Console(quiet=True)
@@ -92,7 +93,7 @@ def run_variant(args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - started
     train_prompts, _ = load_prompt_sets(cfg, load_tokenizer(cfg.model.name), quiet)
     controller = RLController(cfg, workers, train_prompts, PromptSet(), console=quiet)
-    groups = [g for g in (workers.policy, workers.reward, workers.critic) if hasattr(g, "timings")]
+    groups = [g for g in (workers.policy, workers.reward, workers.critic) if isinstance(g, RayWorkerGroup)]
     measured, overheads = [], []
     for step in range(steps):
         for group in groups:

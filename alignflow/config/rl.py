@@ -147,6 +147,7 @@ class RLTrainConfig:
     eval_prompts: int = 64  # held-out prompts scored at each evaluation (0 = no evaluation)
     log_every: int = 1  # console line every this many steps (files get every step)
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    max_skipped_updates: int = 5  # stop after this many steps in a row whose updates were all non-finite
     # torch.compile the actor's and critic's transformer blocks (as train.compile in SFT): faster
     # log-prob passes and updates after a first step that compiles. Rollouts keep their own copy.
     compile: bool = False
@@ -182,6 +183,7 @@ class RLConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    force_resume: bool = False  # resume even when settings that shape the run changed (see resume_check)
 
     @property
     def rows_per_step(self) -> int:
@@ -251,7 +253,7 @@ class RLConfig:
         check_ranges("train", self.train, {
             "log_every": AT_LEAST_ONE, "save_every": NON_NEGATIVE, "eval_every": NON_NEGATIVE, "adam_eps": POSITIVE,
             "adam_betas": FRACTION, "weight_decay": NON_NEGATIVE, "warmup_ratio": FRACTION, "max_grad_norm": POSITIVE,
-            "threads": OPTIONAL_COUNT})
+            "threads": OPTIONAL_COUNT, "max_skipped_updates": AT_LEAST_ONE})
         check_ranges("data", self.data, {"max_samples": OPTIONAL_COUNT, "max_prompt_length": AT_LEAST_ONE})
         check_ranges("rollout", self.rollout, {"top_k": NON_NEGATIVE, "repetition_penalty": POSITIVE,
                                                "top_p": Range(0, 1, low_open=True, high_open=False)})

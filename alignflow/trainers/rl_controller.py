@@ -61,7 +61,9 @@ from alignflow.models import load_tokenizer
 from alignflow.reporting.alerts import AlertMonitor
 from alignflow.reporting.curves import plot_rlhf_curves
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
+from alignflow.rewards.guard import RewardError
 from alignflow.runtime import rng_state, set_rng_state
+from alignflow.runtime.state_io import fault_point, save_state
 from alignflow.trainers.checkpoint import (
     STATE_FILE,
     checkpoint_root,
@@ -70,9 +72,10 @@ from alignflow.trainers.checkpoint import (
     publish_checkpoint,
 )
 from alignflow.trainers.data_setup import load_train_val
-from alignflow.trainers.loop import TrainingError
-from alignflow.trainers.run_setup import start_run
-from alignflow.workers.base import RLWorkers
+from alignflow.trainers.loop import TrainingError, divergence_advice
+from alignflow.trainers.resume_check import OFFLINE_RESUMABLE, any_value, only_upward
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
+from alignflow.workers.base import NonFiniteWeightsError, RLWorkers
 
 CURVES_FILE = "rlhf_training_curves.png"
 EVAL_SAMPLES_DIR = "eval_samples"
@@ -257,6 +260,7 @@ class RLController:
         self.prompts_consumed = 0  # position in the prompt stream (the data order)
         self.history: list[dict[str, Any]] = []
         self.rollout_stale = True  # the rollout engine's weights lag the actor's until synced
+        self.skipped_in_a_row = 0  # steps whose every update was skipped (non-finite gradients)
 
     def sync_rollout_weights(self, times: dict[str, float]) -> None:
         """Give the rollout engine the actor's current weights, once after each update (timed)."""
@@ -323,14 +327,19 @@ class RLController:
         cfg = self.cfg.train
         if self.cfg.resume:
             self.resume()
+        self.logger.truncate_after(self.step if self.step else -1)  # steps redone after a kill log once
         eval_metrics = self.evaluate() if self.step == 0 else {}
         metrics: dict[str, float] = {}
         while self.step < cfg.steps:
-            metrics = self.train_step()
+            try:
+                metrics = self.train_step()
+            except RewardError as err:  # a NaN or failing reward: stop, naming what to resume from
+                raise TrainingError(f"{err}; {self.last_good_checkpoint()}") from None
             self.logger.log(self.step, metrics)
             self.history.append({"step": self.step, **metrics})
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self.console.print(f"step {self.step}/{cfg.steps} {format_metrics(metrics, CONSOLE_KEYS)}")
+            self.stop_if_updates_keep_failing(metrics)
             alerts = self.report_alerts(metrics)
             if alerts and self.cfg.alerts.stop_on_alert:
                 path = self.save_checkpoint()
@@ -346,6 +355,21 @@ class RLController:
         self.workers.policy.save_model(str(model_dir), self.metadata(final_metrics=metrics))
         plot_rlhf_curves(read_metrics(self.logger.path), self.output_dir / CURVES_FILE)
         return RLResult(model_dir, metrics, eval_metrics, self.history)
+
+    def stop_if_updates_keep_failing(self, metrics: dict[str, float]) -> None:
+        """Stop after ``train.max_skipped_updates`` steps in a row whose every update was skipped
+        (non-finite gradients): the weights no longer learn, whatever ``alerts.stop_on_alert`` says."""
+        skipped = [v for k, v in metrics.items() if k.endswith("/skipped_update_frac")]
+        self.skipped_in_a_row = self.skipped_in_a_row + 1 if skipped and max(skipped) >= 1.0 else 0
+        limit = self.cfg.train.max_skipped_updates
+        if self.skipped_in_a_row >= limit:
+            raise TrainingError(f"stopped at step {self.step}: the updates of the last {limit} steps were all skipped "
+                                f"(non-finite gradients; train.max_skipped_updates={limit}); "
+                                f"{self.last_good_checkpoint()}; {divergence_advice(self.cfg.model.dtype)}")
+
+    def last_good_checkpoint(self) -> str:
+        ckpt = latest_checkpoint(self.output_dir)
+        return f"the last good checkpoint is {ckpt}" if ckpt else "no checkpoint was saved yet"
 
     def evaluate(self) -> dict[str, float]:
         """Score held-out prompts (greedy or sampled, one response each) with the reward function;
@@ -393,20 +417,28 @@ class RLController:
 
     def controller_state(self) -> dict[str, Any]:
         return {"step": self.step, "prompts_consumed": self.prompts_consumed, "rng": rng_state(),
-                "kl_controller": self.kl_ctl.state_dict(), "alerts": self.alerts.state_dict()}
+                "kl_controller": self.kl_ctl.state_dict(), "alerts": self.alerts.state_dict(),
+                "skipped_in_a_row": self.skipped_in_a_row}
 
     def save_checkpoint(self, keep: int = 2) -> Path:
         """``checkpoints/step-N/``: ``policy/`` (+ ``critic/``) Hugging Face folders with the workers'
         optimizer shards, each rank's RNG state, and ``trainer_state.pt``; written to a staging folder
-        and renamed into place when complete, so a half-written one is never picked up."""
+        and renamed into place when complete, so a half-written one is never picked up. Workers
+        refuse to save non-finite weights: the stop then names the last good checkpoint."""
         root = checkpoint_root(self.output_dir)
         final, staging = root / f"step-{self.step:06d}", root / f".step-{self.step:06d}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        self.workers.policy.save_checkpoint(str(staging), self.metadata())
-        if self.workers.critic is not None:
-            self.workers.critic.save_checkpoint(str(staging), {**self.metadata(), "kind": "critic"})
-        torch.save(self.controller_state(), staging / STATE_FILE)
+        try:
+            self.workers.policy.save_checkpoint(str(staging), self.metadata())
+            if self.workers.critic is not None:
+                self.workers.critic.save_checkpoint(str(staging), {**self.metadata(), "kind": "critic"})
+        except NonFiniteWeightsError as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TrainingError(f"step {self.step}: {err}; {self.last_good_checkpoint()}; "
+                                f"{divergence_advice(self.cfg.model.dtype)}") from None
+        fault_point(f"checkpoint:{self.step}")
+        save_state(self.controller_state(), staging / STATE_FILE)
         return publish_checkpoint(staging, final, keep)
 
     def resume(self) -> bool:
@@ -423,6 +455,7 @@ class RLController:
         set_rng_state(state["rng"])
         self.kl_ctl.load_state_dict(state["kl_controller"])
         self.alerts.load_state_dict(state["alerts"])
+        self.skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
         self.rollout_stale = True
         self.console.print(f"[bold]resuming[/] from {ckpt} at step {self.step}/{self.cfg.train.steps}")
         return True
@@ -448,6 +481,23 @@ def load_prompt_sets(cfg: RLConfig, tokenizer, console: Console) -> tuple[Prompt
     return train_set, eval_set
 
 
+# Settings a resumed RL run may change: more steps, cadences, and where and on how many ranks it runs
+# (checkpoints are read back at any world size).
+RL_RESUMABLE = {**OFFLINE_RESUMABLE, "train.steps": only_upward, "train.max_skipped_updates": any_value,
+                **{f"distributed.{key}": any_value for key in
+                   ("backend", "world_size", "placement", "ray_address", "num_cpus_per_worker", "num_gpus_per_worker",
+                    "max_restarts", "timeout_s", "offload")}}
+
+
+def finished_run(cfg: RLConfig, ckpt: Path) -> RLResult | None:
+    """The recorded result of a run that already reached ``train.steps``, else None."""
+    summary = finished_summary(cfg.output_dir, int(load_checkpoint_state(ckpt)["step"]) >= cfg.train.steps)
+    if summary is None:
+        return None
+    split = {p: {k[len(p) + 1:]: v for k, v in summary.items() if k.startswith(p + "_")} for p in ("train", "eval")}
+    return RLResult(Path(cfg.output_dir) / "model", split["train"], split["eval"], [])
+
+
 def build_workers(cfg: RLConfig, reward_fn=None) -> RLWorkers:
     """The worker groups of ``distributed.backend``: this process, or Ray actors over the ranks."""
     if cfg.distributed.backend == "ray":
@@ -468,6 +518,13 @@ def train_rl(cfg: RLConfig, console: Console | None = None, *, reward_fn=None) -
     from alignflow.workers.ray_group import WorkerFailure
 
     console = console or Console()
+    if not cfg.resume:  # the RL outputs a fresh start removes besides the common ones
+        shutil.rmtree(Path(cfg.output_dir) / EVAL_SAMPLES_DIR, ignore_errors=True)
+        (Path(cfg.output_dir) / CURVES_FILE).unlink(missing_ok=True)
+    ckpt = resume_or_start_afresh(cfg, cfg.output_dir, console, allowed=RL_RESUMABLE, model_folder="policy")
+    if ckpt is not None and (done := finished_run(cfg, ckpt)) is not None:
+        console.print(f"[bold green]RL already done[/]: {cfg.output_dir} holds the finished run; nothing to do")
+        return done
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
     train_prompts, eval_prompts = load_prompt_sets(cfg, load_tokenizer(cfg.model.name), console)
     restarts = 0

@@ -102,6 +102,10 @@ def reduce_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+class NonFiniteWeightsError(ValueError):
+    """A worker refused to save weights that are not finite (a diverged run)."""
+
+
 class WorkerGroup(ABC):
     """All processes of one role. ``group.method(batch)`` is ``group.call("method", batch)``."""
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -41,7 +42,7 @@ from alignflow.models.loading import transformer_blocks, value_head
 from alignflow.models.saving import save_model, write_metadata
 from alignflow.runtime import distributed
 from alignflow.runtime.optim import build_optimizer, build_scheduler
-from alignflow.workers.base import add_weighted, loss_weight, micro_batch_weights
+from alignflow.workers.base import NonFiniteWeightsError, add_weighted, loss_weight, micro_batch_weights
 
 OPTIMIZER_DIR, SCHEDULE_FILE = "optimizer", "schedule.json"
 # LoRA: the folder's weights are merged (for users) and cannot be split back into base + adapter,
@@ -139,8 +140,21 @@ class TrainingEngine:
         return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
                                                                          cpu_offload=not all_ranks))
 
+    def all_finite(self) -> bool:
+        """Whether every weight is finite, on every rank (a collective when sharded)."""
+        local = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
+                    for p in self.module.parameters())
+        if not is_sharded():
+            return local
+        flag = torch.tensor([float(local)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
     def save_weights(self, directory: Path, tokenizer, metadata: dict[str, Any]) -> None:
-        """The model as a plain Hugging Face folder (LoRA merged), written once (rank 0)."""
+        """The model as a plain Hugging Face folder (LoRA merged), written once (rank 0). Weights
+        that are not finite are never written (every rank raises :class:`NonFiniteWeightsError`)."""
+        if not self.all_finite():
+            raise NonFiniteWeightsError(f"the weights are not finite (the run diverged); {directory} was not saved")
         if not is_sharded():
             save_model(self.model, tokenizer, directory, metadata)
             return

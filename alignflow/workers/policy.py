@@ -93,6 +93,7 @@ class PolicyWorker:
         # Sharded like the actor, it computes in the actor's precision (KL 0 at step 0) on a shard.
         self.reference = None if self.lora else HeadAtPositions(rollout_module(policy, "fp32"), "lm")
         if self.reference is not None and is_sharded():
+            packs_exactly(self.reference.model)  # decided on the whole copy, before it is sharded
             shard(self.reference, transformer_blocks(self.reference.model), cfg.model.dtype, self.device,
                   cfg.distributed.offload)
         self.rollout_model = rollout_module(policy, cfg.rollout_weights)

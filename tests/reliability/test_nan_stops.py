@@ -4,9 +4,6 @@ no checkpoint it leaves holds a non-finite weight (so resuming never starts from
 import pytest
 from reliability_support import TALLY, non_finite_checkpoints
 
-RL_PENDING = ("RL side pending: the RL controller stops on a NaN reward without naming the last good checkpoint "
-              "(its non-finite update skip and max_skipped_updates stop are being rewritten)")
-
 
 def assert_stopped_clean(outcome, out, job_name: str) -> None:
     assert outcome.returncode == 2, outcome.output[-3000:]
@@ -39,7 +36,6 @@ def test_pair_trainers_at_a_huge_lr_stop_clean(name, jobs, cli_inline, tmp_path)
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=False, reason=RL_PENDING)
 def test_grpo_with_rewards_turning_nan_stops_clean(jobs, cli, tmp_path):
     job = jobs["grpo"]
     out = tmp_path / "run"

@@ -1,14 +1,11 @@
-"""What the offline trainers guarantee and the RL controller is to adopt (its owner is rewriting it):
-resume refuses a changed config, and a run whose updates are all skipped stops."""
+"""The RL job keeps the offline trainers' guarantees: resume refuses a changed config, and a run
+whose updates are all skipped stops naming the last good checkpoint."""
 
 import pytest
 from reliability_support import non_finite_checkpoints
 
-RL_PENDING = "RL side pending"
-
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=False, reason=f"{RL_PENDING}: RL resume does not call resume_check.check_resumable yet")
 def test_grpo_resume_with_another_lr_is_refused(jobs, cli_inline, tmp_path):
     job = jobs["grpo"]
     config, out = job.write(tmp_path), tmp_path / "run"
@@ -19,7 +16,6 @@ def test_grpo_resume_with_another_lr_is_refused(jobs, cli_inline, tmp_path):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=False, reason=f"{RL_PENDING}: no train.max_skipped_updates stop in the RL controller yet")
 def test_grpo_whose_updates_are_all_skipped_stops(jobs, cli_inline, tmp_path):
     job = jobs["grpo"]
     out = tmp_path / "run"

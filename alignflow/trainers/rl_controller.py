@@ -334,7 +334,7 @@ class RLController:
             try:
                 metrics = self.train_step()
             except RewardError as err:  # a NaN or failing reward: stop, naming what to resume from
-                raise TrainingError(f"{err}; {self.last_good_checkpoint()}") from None
+                raise RewardError(f"{err}; {self.last_good_checkpoint()}") from None
             self.logger.log(self.step, metrics)
             self.history.append({"step": self.step, **metrics})
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:

@@ -26,6 +26,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -201,7 +202,12 @@ class TrainingEngine:
         set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
         state = get_optimizer_state_dict(self.module, self.optimizer)  # initialises the tensors to fill
         target = {"state": state["state"]}
-        dcp.load(target, checkpoint_id=directory / OPTIMIZER_DIR, planner=TensorsOnlyLoadPlanner())
+        try:
+            dcp.load(target, checkpoint_id=directory / OPTIMIZER_DIR, planner=TensorsOnlyLoadPlanner())
+        except CheckpointException as err:  # one line: the folder and the first rank's reason
+            reason = str(err).strip().splitlines()[-1]
+            raise ValueError(f"{directory / OPTIMIZER_DIR}: {reason}; delete this checkpoint to resume "
+                             "from the one before it") from None
         set_optimizer_state_dict(self.module, self.optimizer, {"state": target["state"],
                                                                "param_groups": state["param_groups"]})
         self.scheduler.load_state_dict(json.loads((directory / SCHEDULE_FILE).read_text()))

@@ -1,5 +1,7 @@
 """The policy worker's actor, reference and rollout: log-prob passes, the PPO update, and sampling."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -330,3 +332,32 @@ def test_engine_save_and_load_restore_weights_optimizer_and_schedule_exactly(mak
     saved.update(batch, step=1)
     loaded.update(batch, step=1)
     assert_same(state(loaded), state(saved))
+
+
+class Payload:
+    """Unpickling this would run code (``__reduce__`` calls ``os.system``)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED-by-optimizer-shard",))
+
+
+def test_engine_load_refuses_a_pickled_object_in_the_optimizer_shards(make_policy_worker, rollout, tmp_path):
+    """torch.distributed.checkpoint unpickles non-tensor entries; the engine's reader refuses them."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    worker = make_policy_worker("train.mini_batch_size=2", "train.micro_batch_size=2")
+    worker.update(training_batch(worker, rollout), step=0)
+    worker.actor.save(tmp_path / "policy", worker.tokenizer, {"kind": "policy"})
+    state = get_optimizer_state_dict(worker.actor.module, worker.actor.optimizer)["state"]
+    name = next(iter(state))
+    state[name]["exp_avg"] = Payload()  # one entry of a complete state turned into a pickled callable
+    crafted = tmp_path / "crafted"
+    dcp.save({"state": state}, checkpoint_id=crafted)
+    for path in crafted.iterdir():  # the crafted shards replace the real ones
+        (tmp_path / "policy" / "optimizer" / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=r"optimizer: .*refusing to unpickle"):
+        make_policy_worker("train.mini_batch_size=2", "train.micro_batch_size=2").actor.load(tmp_path / "policy")
+    assert not (tmp_path / "PWNED-by-optimizer-shard").exists() and not Path("PWNED-by-optimizer-shard").exists()

@@ -17,6 +17,7 @@ always uses the actor's current weights (colocated rollout).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -184,7 +185,7 @@ class HFRolloutEngine:
                 input_ids=ids[:, end : end + 1],
                 attention_mask=mask[:, : end + 1],
                 position_ids=next_position + step,
-                past_key_values=cache,
+                **{cache_argument(self.model): cache},
                 use_cache=True,
             ).logits[:, -1]
         response_end = prompt_len + step + 1
@@ -213,7 +214,7 @@ class HFRolloutEngine:
             use_cache=True,
             logits_to_keep=1,
         )
-        return output.logits[:, -1], output.past_key_values
+        return output.logits[:, -1], returned_cache(output)
 
     def _packed_prefill(self, prompts: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
         """The prefill over padding-free packed rows, its keys and values then laid out left-padded."""
@@ -254,7 +255,7 @@ class HFRolloutEngine:
             out[target.to(device)] = tokens[source.to(device)]
             return out.view(num_prompts, width, heads, dim).transpose(1, 2).contiguous()
 
-        layers = [(left_padded(layer.keys), left_padded(layer.values)) for layer in output.past_key_values.layers]
+        layers = [(left_padded(layer.keys), left_padded(layer.values)) for layer in returned_cache(output).layers]
         return logits, DynamicCache(ddp_cache_data=layers)
 
     def _packed_prefill_is_exact(self) -> bool:
@@ -297,3 +298,14 @@ class HFRolloutEngine:
             for check, tail in zip(candidates.tolist(), tails, strict=True)
         ]
         return torch.tensor(hits, dtype=torch.bool, device=ids.device)
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The KV-cache keyword of ``model.forward``: ``cache`` since transformers 5.25 (``past_key_values``
+    then prints a FutureWarning into the user's output), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(output) -> DynamicCache:
+    """The KV cache a forward returned, under either name (reading ``past_key_values`` warns in 5.25)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]

@@ -83,6 +83,10 @@ class RolloutConfig:
     # weights, which re-casts every weight at every token. auto: bf16 when model.dtype is bf16,
     # else shared on one rank and fp32 on several (a sharded actor cannot decode token by token).
     weights: Literal["auto", "shared", "bf16", "fp32"] = "auto"
+    # hf: alignflow's own decoding loop over a transformers model (CPU or GPU). vllm: vLLM on a CUDA
+    # GPU (`pip install 'alignflow[vllm]'`), colocated with the actor and asleep while it trains; its
+    # copy of the weights is in the dtype `weights` names (auto: model.dtype) and synced every step.
+    engine: Literal["hf", "vllm"] = "hf"
 
 
 def resolve_rollout_weights(weights: str, model_dtype: str, world_size: int = 1) -> str:
@@ -248,6 +252,7 @@ class RLConfig:
             raise ConfigError("train.compile does not support model.lora: the reference switches the adapters "
                               "of the same blocks off and on, which recompiles them at every switch")
         self._validate_distributed()
+        self._validate_rollout_engine()
         if self.train.eval_prompts < 0:
             raise ConfigError(f"train.eval_prompts must be >= 0, got {self.train.eval_prompts}")
         check_ranges("train", self.train, {
@@ -278,6 +283,21 @@ class RLConfig:
                               "train LoRA on one rank or fully fine-tune on several")
         if self.train.compile:
             raise ConfigError("train.compile with distributed.world_size > 1 is not supported yet")
+
+    def _validate_rollout_engine(self) -> None:
+        if self.rollout.engine == "hf":
+            return
+        if self.rollout.weights == "shared":
+            raise ConfigError("rollout.engine=vllm keeps its own copy of the weights: use rollout.weights=auto, "
+                              "bf16 or fp32, not shared")
+        if self.model.lora.enabled:
+            raise ConfigError("rollout.engine=vllm does not support model.lora yet (the adapters would have to be "
+                              "merged at every sync); use rollout.engine=hf")
+        if self.distributed.backend == "local":  # the workers run here: this process must be able to run vLLM
+            from alignflow.rollout.vllm import vllm_unavailable_reason
+
+            if reason := vllm_unavailable_reason():
+                raise ConfigError(reason)
 
     def _validate_names(self) -> None:
         algo = self.algorithm

@@ -2,5 +2,6 @@
 
 from alignflow.rollout.base import RolloutEngine, SamplingParams
 from alignflow.rollout.hf import HFRolloutEngine
+from alignflow.rollout.vllm import VLLMRolloutEngine
 
-__all__ = ["HFRolloutEngine", "RolloutEngine", "SamplingParams"]
+__all__ = ["HFRolloutEngine", "RolloutEngine", "SamplingParams", "VLLMRolloutEngine"]

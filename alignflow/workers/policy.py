@@ -57,6 +57,19 @@ def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
     return copy.deepcopy(policy, memo).to(dtype).eval()
 
 
+def vllm_engine(policy: nn.Module, tokenizer, cfg: RLConfig):
+    """The vLLM rollout engine over the initial policy (a config error where vLLM cannot run: this
+    worker may be a Ray actor on another node than the one that validated the config)."""
+    from alignflow.config.loader import ConfigError
+    from alignflow.rollout.vllm import engine_for_policy, vllm_unavailable_reason
+
+    if reason := vllm_unavailable_reason():
+        raise ConfigError(reason)
+    weights = cfg.model.dtype if cfg.rollout.weights == "auto" else cfg.rollout.weights
+    return engine_for_policy(policy, tokenizer, dtype={"bf16": "bfloat16", "fp32": "float32"}[weights],
+                             max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens)
+
+
 def optimizer_updates(cfg: RLConfig, steps: int | None = None) -> int:
     """Optimizer steps over ``steps`` RL steps (default: the whole run): the LR schedule's length."""
     steps = cfg.train.steps if steps is None else steps
@@ -96,8 +109,12 @@ class PolicyWorker:
             packs_exactly(self.reference.model)  # decided on the whole copy, before it is sharded
             shard(self.reference, transformer_blocks(self.reference.model), cfg.model.dtype, self.device,
                   cfg.distributed.offload)
-        self.rollout_model = rollout_module(policy, cfg.rollout_weights)
-        self.rollout = HFRolloutEngine.from_tokenizer(self.rollout_model, self.tokenizer)
+        if cfg.rollout.engine == "vllm":  # vLLM holds its own copy: no module to sample from here
+            self.rollout_model = None
+            self.rollout = vllm_engine(policy, self.tokenizer, cfg)
+        else:
+            self.rollout_model = rollout_module(policy, cfg.rollout_weights)
+            self.rollout = HFRolloutEngine.from_tokenizer(self.rollout_model, self.tokenizer)
         self.sampling = sampling_params(cfg.rollout)
         if cfg.train.compile:  # after the reference and rollout copies are taken (see compile_blocks)
             compile_blocks(policy)
@@ -121,7 +138,10 @@ class PolicyWorker:
         rank when sharded); nothing to do when the engine samples from the actor's own module."""
         if self.rollout_model is self.actor.model:
             return {}
-        self.rollout.update_weights(self.actor.full_state_dict(all_ranks=True))
+        if self.rollout_model is None:  # vLLM gathers the shards itself, one bucket at a time
+            self.rollout.update_weights(self.actor.model.state_dict())
+        else:
+            self.rollout.update_weights(self.actor.full_state_dict(all_ranks=True))
         return {}
 
     @dispatch("split")

@@ -13,13 +13,15 @@ from alignflow.cli.common import ConfigArg, SetOpt, console, fail, quiet_librari
 from alignflow.cli.data_cmd import data_app
 from alignflow.cli.eval_cmd import register as register_eval_command
 from alignflow.cli.rl_cmd import register as register_rl_commands
+from alignflow.cli.rm_eval_cmd import register as register_rm_eval_command
 from alignflow.cli.run_cmd import register as register_run_commands
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Align language models with human feedback: SFT, reward models, RL, evaluation.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-rm_app = typer.Typer(help="Reward models: train on preference pairs, score responses.", no_args_is_help=True)
+rm_app = typer.Typer(help="Reward models: train on preference pairs, score responses, measure on pairs.",
+                     no_args_is_help=True)
 app.add_typer(rm_app, name="rm")
 
 
@@ -101,6 +103,7 @@ def curves(
 
 
 app.add_typer(data_app, name="data")
+register_rm_eval_command(rm_app)
 register_rl_commands(app)
 register_eval_command(app)
 register_run_commands(app)

@@ -181,6 +181,9 @@ class EvalConfig:
     prompts: EvalPromptsConfig = field(default_factory=EvalPromptsConfig)
     proxy_reward_model: str = ""  # the reward model the policies were optimised against (a folder)
     judge_reward_model: str = ""  # an independent reward model (another backbone or data split); optional
+    # Preference pairs (any `rm train` format) on which the proxy and the judge are measured against "the
+    # longer response wins"; empty = the accuracy saved with each reward model by `rm train`.
+    judge_eval_pairs: str = ""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     best_of_n: BestOfNConfig = field(default_factory=BestOfNConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)

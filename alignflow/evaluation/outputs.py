@@ -114,6 +114,10 @@ def flat_scalars(metrics: dict[str, Any]) -> dict[str, float]:
                 values[f"{probe}_{key}"] = _value(result.get(key))
         out.update({f"{name}/{k}": float(v) for k, v in values.items()
                     if isinstance(v, (int, float)) and math.isfinite(v)})
+    for role, entry in metrics.get("judges", {}).items():
+        if entry["quality"]:
+            out[f"judges/{role}/accuracy"] = float(entry["quality"]["accuracy"]["value"])
+            out[f"judges/{role}/length_rule"] = float(entry["quality"]["length_rule"]["value"])
     out["alerts"] = float(len(metrics["alerts"]))
     return out
 

@@ -32,6 +32,7 @@ from alignflow.evaluation.generate import (
 from alignflow.evaluation.inputs import EvalInputs
 from alignflow.evaluation.kl import SequenceKL, sequence_kl
 from alignflow.evaluation.probes import MCResult, RefusalReport, refusal_report, truthfulqa_mc1
+from alignflow.reporting.progress_lines import progress_line
 from alignflow.rollout import SamplingParams
 
 
@@ -63,26 +64,49 @@ class ModelEval:
 
 
 class Stages:
-    """Rich progress bars, one per (model, stage); a no-op without a console."""
+    """Rich progress bars, one per (model, stage), on a terminal; elsewhere (a pipe, a log file) a plain
+    line per stage every ``LINE_EVERY_S`` seconds and when it ends; a no-op without a console."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    LINE_EVERY_S = 30.0
+
+    def __init__(self, progress: Progress | None, console=None) -> None:
         self.progress = progress
+        self.console = console  # set for plain lines (no terminal)
 
     @classmethod
     @contextlib.contextmanager
     def live(cls, console) -> Iterator[Stages]:
+        if not console.is_terminal:
+            yield cls(None, console)
+            return
         columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             yield cls(progress)
 
     @contextlib.contextmanager
     def stage(self, description: str, total: int = 1) -> Iterator[Callable[[int], None]]:
-        if self.progress is None:
+        if self.progress is not None:
+            task = self.progress.add_task(escape(description), total=total)  # names are not markup
+            yield lambda k=1: self.progress.advance(task, k)
+            self.progress.update(task, completed=total)
+        elif self.console is not None:
+            yield from self._lines(description, total)
+        else:
             yield lambda k=1: None
-            return
-        task = self.progress.add_task(escape(description), total=total)  # names are not markup
-        yield lambda k=1: self.progress.advance(task, k)
-        self.progress.update(task, completed=total)
+
+    def _lines(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        start = last = time.perf_counter()
+        done = 0
+
+        def advance(k: int = 1) -> None:
+            nonlocal done, last
+            done += k
+            if time.perf_counter() - last >= self.LINE_EVERY_S and done < total:
+                last = time.perf_counter()
+                self.console.print(escape(progress_line(description, done, total, last - start)))
+
+        yield advance
+        self.console.print(escape(progress_line(description, total, total, time.perf_counter() - start)))
 
 
 @dataclass

@@ -31,6 +31,7 @@ from alignflow.evaluation.generate import ResponseGenerator, describe_params
 from alignflow.evaluation.hacking import HackingAlert
 from alignflow.evaluation.inputs import EvalInputs, load_inputs
 from alignflow.evaluation.judge import JudgeConfig, LLMJudge
+from alignflow.evaluation.judge_quality import measure_scorers
 from alignflow.evaluation.outputs import (
     flat_scalars,
     model_metrics,
@@ -39,6 +40,7 @@ from alignflow.evaluation.outputs import (
     write_jsonl,
     write_tensorboard,
 )
+from alignflow.evaluation.pair_quality import Bootstrap
 from alignflow.evaluation.per_model import EvalContext, ModelEval, Stages, evaluate_best_of_n, evaluate_model
 from alignflow.models import ModelNotFoundError, resolve_model
 from alignflow.models.reward_io import RewardModelScorer
@@ -77,12 +79,13 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> EvalResul
     inputs = load_inputs(cfg, console)
     proxy = _scorer(cfg, "proxy_reward_model")
     judge = _scorer(cfg, "judge_reward_model") if cfg.judge_reward_model else None
+    judges = _measure_scorers(cfg, proxy, judge, out, console)
     with Stages.live(console) as stages:
         models = _evaluate_models(cfg, EvalContext(cfg, inputs, proxy, judge, stages), console)
     del proxy, judge
     _free_memory()
 
-    metrics, alerts = summarize(cfg, inputs, models, llm, started=started)
+    metrics, alerts = summarize(cfg, inputs, models, llm, started=started, judges=judges)
     samples = sample_rows(inputs, models)
     files = _write_outputs(cfg, out, metrics, samples, clock, console)
     _print_summary(console, metrics, files)
@@ -90,8 +93,11 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> EvalResul
 
 
 def summarize(cfg: EvalConfig, inputs: EvalInputs, models: dict[str, ModelEval], llm: LLMJudge | None = None,
-              *, started: datetime | None = None) -> tuple[dict[str, Any], list[HackingAlert]]:
+              *, started: datetime | None = None,
+              judges: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[HackingAlert]]:
     """Compare the evaluated models with the reference: the ``metrics.json`` data and the alerts.
+
+    ``judges``: :func:`~alignflow.evaluation.judge_quality.measure_scorers` of the proxy and the judge.
 
     Needs no model in memory (only :class:`ModelEval` data), so it is cheap to test and to rerun.
     """
@@ -110,7 +116,7 @@ def summarize(cfg: EvalConfig, inputs: EvalInputs, models: dict[str, ModelEval],
                     f"seed={cfg.sampling.seed}",
         "models": {name: model_metrics(m, stats[name], comparisons.get(name), llm_results.get(name))
                    for name, m in models.items()},
-        "alerts": [a.as_dict() for a in alerts], "notes": notes, "config": to_dict(cfg),
+        "judges": judges or {}, "alerts": [a.as_dict() for a in alerts], "notes": notes, "config": to_dict(cfg),
     }
     return metrics, alerts
 
@@ -176,6 +182,19 @@ def _scorer(cfg: EvalConfig, key: str) -> RewardModelScorer:
         raise FileNotFoundError(f"{key}: {err}") from None
 
 
+def _measure_scorers(cfg: EvalConfig, proxy: RewardModelScorer, judge: RewardModelScorer | None, out: Path,
+                     console: Console) -> dict[str, dict[str, Any]]:
+    def where(role: str) -> str:  # a folder with rm train's saved accuracy, or what the rewards: entry names
+        spec = getattr(cfg, f"{role}_reward", None)
+        return getattr(cfg, f"{role}_reward_model") or (spec.path or spec.label if spec is not None else "")
+
+    scorers = {"proxy": (where("proxy"), proxy)}
+    if judge is not None:
+        scorers["judge"] = (where("judge"), judge)
+    boot = Bootstrap(n=cfg.bootstrap.n, level=cfg.bootstrap.level, seed=cfg.bootstrap.seed)
+    return measure_scorers(scorers, eval_pairs=cfg.judge_eval_pairs, boot=boot, output_dir=out, console=console)
+
+
 def _llm_judge(cfg: EvalConfig) -> LLMJudge | None:
     """The LLM judge, checked before any work (a missing API key should not wait for generation)."""
     j = cfg.judge
@@ -219,6 +238,10 @@ def _print_summary(console: Console, metrics: dict[str, Any], files: dict[str, P
                       shift(m["reward_shift"]["judge"]), f"{win['value']:.0%}" if win else "ref",
                       f"{kl['value']:.2f}" if kl else "-", f"{m['length']['mean']:.1f}", f"{m['eos_rate']:.0%}")
     console.print(table)
+    for role, entry in metrics.get("judges", {}).items():
+        colour = "yellow" if entry["weak"] is not False else "green"
+        label = f"weak {role}" if entry["weak"] else role
+        console.print(f"[bold {colour}]{label}:[/] {escape(entry['verdict'])}")
     for alert in metrics["alerts"]:
         colour = "red" if alert["severity"] == "critical" else "yellow"
         console.print(f"[bold {colour}]{alert['severity']}:[/] {escape(alert['message'])}")

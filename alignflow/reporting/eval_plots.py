@@ -7,6 +7,7 @@ plot uses a bare :class:`~matplotlib.figure.Figure` (no pyplot: no global state,
 from __future__ import annotations
 
 import io
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def reward_comparison(metrics: dict[str, Any], rows: list[dict[str, Any]], color
     panels = [("proxy", "proxy_reward", "proxy reward model")]
     if any(m["judge_reward"] for m in models.values()):
         panels.append(("judge", "judge_reward", "judge reward model (independent)"))
-    fig = _figure((max(6.0, 1.3 * len(models) + 2), 4.2 * len(panels)))
+    fig = new_figure((max(6.0, 1.3 * len(models) + 2), 4.2 * len(panels)))
     for ax, (score, key, title) in zip(np.atleast_1d(fig.subplots(len(panels), 1)), panels):
         for x, name in enumerate(models):
             values = [r["responses"][name][score] for r in rows
@@ -58,11 +59,11 @@ def reward_comparison(metrics: dict[str, Any], rows: list[dict[str, Any]], color
                             label=f"mean, {estimate['level']:.0%} CI" if x == 0 else None)
         ax.set_xticks(range(len(models)), list(models), rotation=15 if len(models) > 4 else 0)
         ax.set_ylabel("reward")
-        ax.set_title(f"reward per prompt under the {title}")
+        fit_title(ax, f"reward per prompt under the {title}")
         ax.grid(alpha=0.3, axis="y")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def win_rates(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
@@ -74,7 +75,7 @@ def win_rates(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
              ("judge", "judge RM", lambda m: m["win_rate"]["judge"]),
              ("llm", "LLM judge", lambda m: m["win_rate"]["llm_judge"])]
     kinds = [k for k in kinds if any(k[2](metrics["models"][n]) for n in others)]
-    fig = _figure((8.0, max(2.5, 0.55 * len(others) * len(kinds) + 1.5)))
+    fig = new_figure((8.0, max(2.5, 0.55 * len(others) * len(kinds) + 1.5)))
     ax = fig.subplots()
     height = 0.8 / len(kinds)
     hatches = ["", "//", "..", "xx"]
@@ -93,15 +94,15 @@ def win_rates(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
     ax.invert_yaxis()  # models top to bottom in report order
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"win rate over {reference} (ties count half; whiskers: confidence interval)")
-    ax.set_title(f"win rate against the reference ({reference})")
+    fit_title(ax, f"win rate against the reference ({reference})")
     ax.grid(alpha=0.3, axis="x")
     fig.legend(fontsize=8, loc="outside lower center", ncols=len(kinds))
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def length_vs_reward(rows: list[dict[str, Any]], colors: dict[str, str]) -> bytes:
     """Response length against proxy reward, one point per response: a reward that follows length."""
-    fig = _figure((7.5, 4.8))
+    fig = new_figure((7.5, 4.8))
     ax = fig.subplots()
     for name, color in colors.items():
         points = [(r["responses"][name]["tokens"], r["responses"][name]["proxy"]) for r in rows
@@ -113,15 +114,15 @@ def length_vs_reward(rows: list[dict[str, Any]], colors: dict[str, str]) -> byte
                        label=f"{name} (mean)")
     ax.set_xlabel("response length (tokens)")
     ax.set_ylabel("proxy reward")
-    ax.set_title("length vs reward (X: each model's mean)")
+    fit_title(ax, "length vs reward (X: each model's mean)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def reward_vs_kl(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
     """Mean reward against KL to the reference: the distance each model travelled for its reward."""
-    fig = _figure((7.0, 4.5))
+    fig = new_figure((7.0, 4.5))
     ax = fig.subplots()
     for name, m in metrics["models"].items():
         if name == metrics["reference"]:
@@ -138,15 +139,15 @@ def reward_vs_kl(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
                            label=f"{label}, {key.split('_')[0]}")
     ax.set_xlabel("KL to the reference (nats per response)")
     ax.set_ylabel("mean reward")
-    ax.set_title("reward vs KL (o: proxy RM, s: judge RM)")
+    fit_title(ax, "reward vs KL (o: proxy RM, s: judge RM)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def sweep(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
     """Sampling sweep: mean proxy reward against distinct-2, one labelled point per setting."""
-    fig = _figure((8.0, 5.0))
+    fig = new_figure((8.0, 5.0))
     ax = fig.subplots()
     for name, m in metrics["models"].items():
         points = [(p["distinct_2"], p["reward"]["value"], p["label"]) for p in m["sweep"] if p["reward"]]
@@ -158,19 +159,26 @@ def sweep(metrics: dict[str, Any], colors: dict[str, str]) -> bytes:
             ax.annotate(label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel("distinct-2 (diversity)")
     ax.set_ylabel("mean proxy reward")
-    ax.set_title("sampling sweep: reward vs diversity")
+    fit_title(ax, "sampling sweep: reward vs diversity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
-def _figure(size: tuple[float, float]):
+def fit_title(ax, text: str, fontsize: float = 12.0) -> None:
+    """A title wrapped onto as many lines as the figure's width needs (matplotlib clips, never wraps)."""
+    # A character of the default sans-serif font is ~0.6 em wide on average; keep a margin for the axes.
+    per_line = max(20, int(0.9 * ax.figure.get_figwidth() * 72 / (0.6 * fontsize)))
+    ax.set_title(textwrap.fill(text, per_line), fontsize=fontsize)
+
+
+def new_figure(size: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=size, layout="constrained")
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

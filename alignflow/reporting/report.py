@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page a person reads to judge an evaluation.
 
-Order: title, reward-hacking alerts (or a green "no alerts" line), notes, run info, the metrics
-table, plots, probes, sampling sweep, custom categories, then samples side by side per prompt.
+Order: title, weak-judge warnings and what each judge can support, reward-hacking alerts (or a
+green "no alerts" line), notes, run info, the judges' pair accuracy, the metrics table, plots,
+probes, sampling sweep, custom categories, then samples side by side per prompt.
 Plots are embedded as base64 PNG and the CSS is inline: no external asset and no JavaScript, so
 the file can be mailed or archived as it is.
 
@@ -28,6 +29,8 @@ tr.ref td{background:#f7fbff} tr.flag td:first-child{border-left:4px solid #c039
 .alerts{border:2px solid #c0392b;background:#fdecea;padding:.6rem 1rem;border-radius:6px}
 .alerts li{margin:.3rem 0} .critical{color:#a00;font-weight:600} .warning{color:#9a6700;font-weight:600}
 .ok{border:2px solid #2e7d32;background:#e8f5e9;color:#1b5e20;padding:.6rem 1rem;border-radius:6px;font-weight:600}
+.weak{border:2px solid #b26a00;background:#fff3e0;padding:.6rem 1rem;border-radius:6px;margin:.6rem 0}
+.verdict{border-left:4px solid #2e7d32;padding:.2rem .8rem;margin:.6rem 0} .noevid{color:#b26a00;font-weight:600}
 .notes{border:1px solid #e0c060;background:#fff8e1;padding:.5rem 1rem;border-radius:6px}
 .muted{color:#777;font-size:.85rem} img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
 .sample{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.5rem .8rem}
@@ -47,7 +50,8 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], images
     """The whole page as a string; ``images`` maps plot file names to PNG bytes."""
     title = metrics.get("title") or "alignflow evaluation"
     body = [f"<h1>{esc(title)}</h1>", f"<p class='muted'>{esc(metrics.get('created', ''))}</p>",
-            alerts_section(metrics), notes_section(metrics), run_info(metrics), metrics_table(metrics),
+            judge_warnings(metrics), alerts_section(metrics), notes_section(metrics), run_info(metrics),
+            judges_table(metrics), metrics_table(metrics),
             plots_section(images), probes_section(metrics), sweep_section(metrics), categories_section(metrics),
             samples_section(metrics, samples, max_samples)]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -57,6 +61,43 @@ def render_report(metrics: dict[str, Any], samples: list[dict[str, Any]], images
 
 
 # ----------------------------------------------------------------------------- sections
+
+
+def judge_warnings(metrics: dict[str, Any]) -> str:
+    """A box per weak scorer (its accuracy interval does not clear the length rule), then one sentence per
+    scorer on what its numbers can and cannot support."""
+    judges = metrics.get("judges", {})
+    if not judges:
+        return ""
+    weak = [(role, j) for role, j in judges.items() if j["weak"]]
+    items = "".join(f"<li><b>Weak {esc(role)}</b> ({esc(j['model'])}): {esc(j['verdict'])} Its win rates and "
+                    "shifts below are marked <span class='noevid'>not evidence</span>.</li>" for role, j in weak)
+    box = (f"<section id='weak-judges' class='weak'><h2 style='margin-top:0;border:0'>Weak judge warning "
+           f"({len(weak)})</h2><ul>{items}</ul></section>") if weak else ""
+    sentences = "".join(f"<p class='verdict'>{esc(j['verdict'])}</p>" for role, j in judges.items()
+                        if not j["weak"])
+    return box + sentences
+
+
+def judges_table(metrics: dict[str, Any]) -> str:
+    judges = metrics.get("judges", {})
+    if not judges:
+        return ""
+    rows = []
+    for role, j in judges.items():
+        q = j["quality"] or {}
+        status = "weak: not evidence" if j["weak"] else ("not measured" if j["weak"] is None else "clears the rule")
+        rows.append(f"<tr class='{'flag' if j['weak'] else ''}'><td>{esc(role)}</td>"
+                    f"<td style='text-align:left'>{esc(j['model'])}</td>"
+                    f"<td style='text-align:left'>{esc(j['measured_on'] or '–')}</td>"
+                    f"<td>{esc(q.get('pairs', '–'))}</td>"
+                    f"<td>{esc(pct1_est(q.get('accuracy')))}</td><td>{esc(pct1_est(q.get('length_rule')))}</td>"
+                    f"<td>{esc(status)}</td></tr>")
+    return ("<section id='judges'><h2>Judges</h2><p class='muted'>Each scorer's accuracy on held-out preference "
+            "pairs (ties half) beside \"the longer response wins\" on the same pairs. A scorer whose interval does "
+            "not clear the length rule is weak: its preferences may be length.</p><table><tr><th>role</th>"
+            "<th>model</th><th>measured on</th><th>pairs</th><th>accuracy [CI]</th><th>longer wins</th>"
+            f"<th>verdict</th></tr>{''.join(rows)}</table></section>")
 
 
 def alerts_section(metrics: dict[str, Any]) -> str:
@@ -143,7 +184,10 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     models, reference = metrics["models"], metrics["reference"]
     columns = [c for c in _columns() if any(_present(c[2](m)) for m in models.values())]
     flagged = {a["model"] for a in metrics.get("alerts", [])}
-    head = "".join(f"<th title='{esc(tip)}'>{esc(name)}</th>" for name, tip, _, _ in columns)
+    weak = [role for role, j in metrics.get("judges", {}).items() if j["weak"]]
+    head = "".join(f"<th title='{esc(tip)}'>{esc(name)}"
+                   + ("<br><span class='noevid'>not evidence</span>" if _scored_by(name, weak) else "") + "</th>"
+                   for name, tip, _, _ in columns)
     rows = []
     for name, m in models.items():
         cls = "ref" if name == reference else ("flag" if name in flagged else "")
@@ -295,6 +339,19 @@ def _kl(m: dict[str, Any]) -> str | None:
     if m.get("kl_bound") is not None:
         return f"~{m['kl_bound']:.3f}"
     return None
+
+
+def _scored_by(column: str, roles: list[str]) -> bool:
+    """Whether a metrics column comes from one of ``roles``' scores ("win (judge)", "proxy shift", ...)."""
+    return any(role in column.replace("(", " ").replace(")", " ").split() for role in roles)
+
+
+def pct1_est(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "–"
+    if e.get("low") is None:
+        return f"{e['value']:.1%}"
+    return f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}]"
 
 
 def _present(value: Any) -> bool:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from alignflow.config.schema import TrainConfig
 from alignflow.models import compile_blocks
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
+from alignflow.reporting.progress_lines import progress_line
 from alignflow.runtime import rng_state, set_rng_state
 from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.trainers.checkpoint import (
@@ -207,6 +208,9 @@ def run_loop(
                 result.history.append({"step": done, **averaged})
                 result.train_metrics = averaged
                 progress.update(task, line=format_metrics(averaged, ["loss", "accuracy", "lr"]))
+                if not console.is_terminal:  # a pipe sees no bar: one greppable line per log step instead
+                    console.print(progress_line("train", done, len(plan), time.perf_counter() - started, averaged,
+                                                ["loss", "accuracy", "lr", "tokens_per_s"], start=start_step))
                 window = []
             if skipped_in_a_row >= cfg.max_skipped_updates:
                 raise stop(done, f"{skipped_in_a_row} consecutive updates skipped (gradient norm not finite) "

@@ -68,3 +68,34 @@ def length_correlation(rewards: torch.Tensor, lengths: torch.Tensor) -> float:
     if rewards.numel() < 2 or rewards.std() == 0 or lengths.std() == 0:
         return 0.0
     return float(torch.corrcoef(torch.stack([rewards, lengths]))[0, 1])
+
+
+def calibration_bins(r_chosen: torch.Tensor, r_rejected: torch.Tensor, n_bins: int = 10) -> list[dict[str, float]]:
+    """The reliability diagram of the Bradley-Terry probabilities ``p = sigmoid(r_chosen - r_rejected)``.
+
+    Folded onto the predicted winner as in ``calibration_error`` (algorithms/preference.py):
+    confidence ``max(p, 1 - p)`` in ``n_bins`` equal bins over [0.5, 1], correctness 1 / 0.5 / 0.
+    One dict per bin: ``low``, ``high`` (its edges), ``count``, ``confidence`` and ``accuracy`` (the
+    means; NaN in an empty bin). Args: ``(pairs,)`` each.
+    """
+    p = torch.sigmoid((r_chosen - r_rejected).double())
+    confidence = torch.maximum(p, 1.0 - p)
+    correct = (p > 0.5).double() + 0.5 * (p == 0.5).double()
+    index = ((confidence - 0.5) / 0.5 * n_bins).long().clamp(0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        inside = index == b
+        count = int(inside.sum())
+        bins.append({"low": 0.5 + 0.5 * b / n_bins, "high": 0.5 + 0.5 * (b + 1) / n_bins, "count": count,
+                     "confidence": float(confidence[inside].mean()) if count else float("nan"),
+                     "accuracy": float(correct[inside].mean()) if count else float("nan")})
+    return bins
+
+
+def expected_calibration_error(bins: Sequence[dict[str, float]]) -> float:
+    """ECE from :func:`calibration_bins`: ``sum_b (n_b / N) * |accuracy_b - confidence_b|`` (Guo et al.
+    2017); 0 when every bin's accuracy equals its mean confidence, up to 0.5 for a sure coin flipper."""
+    total = sum(b["count"] for b in bins)
+    if not total:
+        return 0.0
+    return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / total

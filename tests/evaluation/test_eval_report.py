@@ -14,7 +14,9 @@ from alignflow.config import load_config
 from alignflow.config.eval import EvalConfig, MlflowConfig, WandbConfig
 from alignflow.data.types import PromptExample
 from alignflow.evaluation.inputs import EvalInputs, sample_in_order
+from alignflow.evaluation.judge_quality import judge_entry
 from alignflow.evaluation.outputs import flat_scalars, sample_rows
+from alignflow.evaluation.pair_quality import saved_pair_quality
 from alignflow.evaluation.per_model import ModelEval, ResponseSet
 from alignflow.evaluation.runner import summarize
 from alignflow.reporting.eval_plots import draw_plots
@@ -90,6 +92,37 @@ def test_no_alerts_is_said_in_green_and_empty_sections_are_left_out():
         assert f"<section id='{section}'" not in page
     assert ">judge reward</th>" not in page and "The first 3 of 8 prompts" in page
     assert list(draw_plots(metrics, samples)) == ["reward_comparison.png", "length_vs_reward.png"]
+
+
+def measured(accuracy: float, length_rule: float, pairs: int = 400) -> dict:
+    return saved_pair_quality({"eval_accuracy": accuracy, "eval_length_baseline/accuracy": length_rule,
+                               "val_pairs": pairs})
+
+
+def test_a_judge_at_the_length_rule_is_flagged_at_the_top_and_its_win_rates_marked():
+    cfg, inputs, models = hacked_run()
+    judges = {"proxy": judge_entry("proxy", "rm", measured(0.75, 0.55), "validation pairs"),
+              "judge": judge_entry("judge", f"judge {EVIL}", measured(0.55, 0.55), "validation pairs")}
+    metrics, _ = summarize(cfg, inputs, models, judges=judges)
+    samples = sample_rows(inputs, models)
+    page = render_report(metrics, samples, draw_plots(metrics, samples))
+    assert "<script" not in page.lower()
+    warning = page.index("<section id='weak-judges'")
+    assert warning < page.index("<section id='alerts'") < page.index("<section id='judges'")
+    assert "Weak judge warning (1)" in page and "<b>Weak judge</b>" in page and "Weak proxy" not in page
+    assert "win (judge)<br><span class='noevid'>not evidence</span>" in page
+    assert "win (proxy)<br>" not in page  # the proxy clears the rule: its columns stay unmarked
+    assert "its win rates are evidence of preferences beyond length" in page  # the proxy's one sentence
+    assert flat_scalars(metrics)["judges/judge/accuracy"] == 0.55
+
+
+def test_a_judge_that_clears_the_length_rule_raises_no_warning():
+    cfg, inputs, models = hacked_run()
+    judges = {"judge": judge_entry("judge", "rm", measured(0.75, 0.55), "validation pairs")}
+    metrics, _ = summarize(cfg, inputs, models, judges=judges)
+    page = render_report(metrics, sample_rows(inputs, models), {})
+    assert "weak-judges" not in page and "not evidence" not in page
+    assert "class='verdict'>The judge scores 75.0%" in page
 
 
 def test_plots_survive_constant_scores():

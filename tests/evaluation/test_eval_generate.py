@@ -124,3 +124,14 @@ def test_generator_validates(generator):
         ResponseGenerator(generator.model, generator.tokenizer, batch_size=0)
     with pytest.raises(ValueError, match="no prompts"):
         generator.generate([], GREEDY)
+
+
+def test_decoding_prints_no_transformers_deprecation_warning(generator):
+    """alignflow passes the KV cache under the installed transformers' own name (``cache`` since 5.25):
+    users should see only warnings that concern them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        generated = generator.generate(QUESTIONS[:2], SamplingParams(max_new_tokens=4, do_sample=False))
+    assert len(generated) == 2

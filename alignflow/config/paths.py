@@ -91,6 +91,8 @@ def check_model(key: str, name: str) -> None:
     """ConfigError for a model that is missing, not whole, or a hub id that cannot be fetched now."""
     from alignflow.models.registry import ModelNotFoundError, hub_model_problem, resolve_model  # loads torch
 
+    if (Path(name).expanduser() / "text_classifier.json").is_file():
+        return  # a TF-IDF judge (alignflow.rewards.text_classifier), not a Hugging Face folder
     try:
         source = resolve_model(name)
     except ModelNotFoundError as err:

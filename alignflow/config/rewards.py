@@ -8,6 +8,8 @@ key meant for another kind is not silently ignored)::
       - {kind: length_penalty, coef: 0.01, target: 32, unit: tokens}
       - {kind: reward_model, path: runs/rm/model, weight: 0.5}
       - {kind: ensemble, paths: [runs/rm-a/model, runs/rm-b/model], reduce: min}
+      - {kind: classifier, path: runs/sentiment/proxy/model, class_label: positive, output: logit}
+      - {kind: text_classifier, path: runs/sentiment/judge_clf, class_label: positive, output: decision}
 
 The older single-reward keys ``reward_model: DIR`` / ``reward_function: SPEC`` mean a one-entry
 list (see :func:`legacy_reward_specs`).
@@ -22,7 +24,8 @@ from typing import Literal
 
 from alignflow.config.loader import ConfigError
 
-RewardKind = Literal["function", "reward_model", "ensemble", "length_penalty"]
+RewardKind = Literal["function", "reward_model", "ensemble", "length_penalty", "classifier", "text_classifier"]
+ClassifierOutput = Literal["logit", "logprob", "probability", "decision"]
 
 
 @dataclass
@@ -45,6 +48,12 @@ class RewardSpec:
     coef: float = 0.0
     target: int = 0
     unit: Literal["tokens", "chars"] = "tokens"  # tokens: policy tokens of the response
+    # kind: classifier (any sequence-classification folder, `path`) and text_classifier (a TF-IDF
+    # judge folder from `alignflow judge train`): the `output` of one label, read from the response
+    class_label: str | int = ""  # an id2label name or an index
+    output: ClassifierOutput = "logprob"  # decision: 1 when class_label is the predicted class, else 0
+    with_prompt: bool = False  # classify prompt + response as one text (a continuation) instead of the response
+    max_length: int = 512  # kind classifier: tokens read, the rest cut
 
     @property
     def label(self) -> str:
@@ -58,6 +67,8 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "reward_model": ("path",),
     "ensemble": ("paths", "reduce"),
     "length_penalty": ("coef", "target", "unit"),
+    "classifier": ("path", "class_label", "output", "with_prompt", "max_length"),
+    "text_classifier": ("path", "class_label", "output", "with_prompt"),
 }
 
 
@@ -72,30 +83,41 @@ def legacy_reward_specs(reward_model: str, reward_function: str) -> list[RewardS
 
 def validate_reward_specs(specs: list[RewardSpec], key: str = "rewards") -> None:
     """ConfigError naming ``rewards[i].field`` for what the types cannot catch."""
-    defaults = RewardSpec()
     for i, spec in enumerate(specs):
-        where = f"{key}[{i}]"
-        allowed = {*COMMON_KEYS, *KIND_KEYS[spec.kind]}
-        for f in dataclasses.fields(RewardSpec):
-            if f.name not in allowed and getattr(spec, f.name) != getattr(defaults, f.name):
-                raise ConfigError(f"{where}.{f.name} is not used by kind={spec.kind}; "
-                                  f"its keys: {', '.join(sorted(allowed))}")
-        if not math.isfinite(spec.weight):
-            raise ConfigError(f"{where}.weight must be a finite number, got {spec.weight}")
-        if spec.kind == "function":
-            module, sep, attr = spec.spec.partition(":")
-            if not (module and sep and attr):
-                raise ConfigError(f"{where}.spec must look like package.module:function, got {spec.spec!r}")
-            if spec.timeout is not None and not spec.timeout > 0:
-                raise ConfigError(f"{where}.timeout must be > 0 seconds or null, got {spec.timeout}")
-            if not math.isfinite(spec.fallback):
-                raise ConfigError(f"{where}.fallback must be a finite number, got {spec.fallback}")
-        elif spec.kind == "reward_model" and not spec.path:
-            raise ConfigError(f"{where}.path must name a reward-model folder")
-        elif spec.kind == "ensemble" and (len(spec.paths) < 2 or not all(spec.paths)):
-            raise ConfigError(f"{where}.paths must list two or more reward-model folders, got {spec.paths}")
-        elif spec.kind == "length_penalty":
-            if spec.coef <= 0:
-                raise ConfigError(f"{where}.coef must be > 0 (the penalty per unit over target), got {spec.coef}")
-            if spec.target < 0:
-                raise ConfigError(f"{where}.target must be >= 0, got {spec.target}")
+        validate_reward_spec(spec, f"{key}[{i}]")
+
+
+def validate_reward_spec(spec: RewardSpec, where: str) -> None:
+    """ConfigError naming ``where.field`` (``rewards[2].path``, ``judge_reward.class_label``)."""
+    defaults = RewardSpec()
+    allowed = {*COMMON_KEYS, *KIND_KEYS[spec.kind]}
+    for f in dataclasses.fields(RewardSpec):
+        if f.name not in allowed and getattr(spec, f.name) != getattr(defaults, f.name):
+            raise ConfigError(f"{where}.{f.name} is not used by kind={spec.kind}; "
+                              f"its keys: {', '.join(sorted(allowed))}")
+    if not math.isfinite(spec.weight):
+        raise ConfigError(f"{where}.weight must be a finite number, got {spec.weight}")
+    if spec.kind == "function":
+        module, sep, attr = spec.spec.partition(":")
+        if not (module and sep and attr):
+            raise ConfigError(f"{where}.spec must look like package.module:function, got {spec.spec!r}")
+        if spec.timeout is not None and not spec.timeout > 0:
+            raise ConfigError(f"{where}.timeout must be > 0 seconds or null, got {spec.timeout}")
+        if not math.isfinite(spec.fallback):
+            raise ConfigError(f"{where}.fallback must be a finite number, got {spec.fallback}")
+    elif spec.kind == "reward_model" and not spec.path:
+        raise ConfigError(f"{where}.path must name a reward-model folder")
+    elif spec.kind == "ensemble" and (len(spec.paths) < 2 or not all(spec.paths)):
+        raise ConfigError(f"{where}.paths must list two or more reward-model folders, got {spec.paths}")
+    elif spec.kind == "length_penalty":
+        if spec.coef <= 0:
+            raise ConfigError(f"{where}.coef must be > 0 (the penalty per unit over target), got {spec.coef}")
+        if spec.target < 0:
+            raise ConfigError(f"{where}.target must be >= 0, got {spec.target}")
+    elif spec.kind in ("classifier", "text_classifier"):
+        if not spec.path:
+            raise ConfigError(f"{where}.path must name a {spec.kind.replace('_', '-')} folder")
+        if spec.class_label == "":
+            raise ConfigError(f"{where}.class_label must name the rewarded label (a name or an index)")
+        if spec.max_length < 1:
+            raise ConfigError(f"{where}.max_length must be >= 1, got {spec.max_length}")

@@ -3,7 +3,8 @@
 A run folder holds one sub-folder per stage (``sft/``, ``rm/``, ``ppo/``, ``eval/``...); every
 stage's ``output_dir`` is set to it, whatever the section says. A string ``@stage`` anywhere in a
 section names the model that an earlier stage wrote (``@sft`` -> ``<run>/sft/model``, ``@rm`` ->
-the reward model's best checkpoint), so a YAML file wires the dataflow without repeating paths::
+the reward model's best checkpoint) and ``@stage/name`` a file in that stage's folder
+(``@imdb/prompts_train.jsonl``), so a YAML file wires the dataflow without repeating paths::
 
     stages: [sft, rm, ppo, eval]
     ppo:
@@ -17,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from alignflow.config.classify import ClassifierConfig, ImdbConfig, TextClassifierConfig
 from alignflow.config.dpo import DPOConfig
 from alignflow.config.eval import EvalConfig
 from alignflow.config.loader import ConfigError, leaves
@@ -25,7 +27,7 @@ from alignflow.config.schema import RewardConfig, SFTConfig
 
 # Stage name -> its job. RL stages share RLConfig: GRPO / RLOO are RLConfig with another estimator.
 STAGE_KINDS = {"sft": "sft", "rm": "rm", "judge_rm": "rm", "dpo": "dpo", "ppo": "rl", "grpo": "rl", "rloo": "rl",
-               "eval": "eval"}
+               "eval": "eval", "imdb": "imdb", "classifier": "classifier", "judge_clf": "judge_clf"}
 
 
 @dataclass
@@ -40,6 +42,9 @@ class RunConfig:
     grpo: RLConfig | None = None
     rloo: RLConfig | None = None
     eval: EvalConfig | None = None
+    imdb: ImdbConfig | None = None  # the sentiment task's data: review splits and prompts
+    classifier: ClassifierConfig | None = None  # a transformer text classifier (a proxy reward)
+    judge_clf: TextClassifierConfig | None = None  # a TF-IDF + logistic-regression judge
 
     def section(self, stage: str) -> Any:
         return getattr(self, stage)
@@ -68,9 +73,14 @@ class RunConfig:
 
 
 def stage_references(section: Any) -> list[tuple[str, str]]:
-    """(key, stage) for every ``@stage`` value in a section (``@`` followed by a stage name)."""
-    return [(key, value[1:]) for key, value in leaves(section)
-            if isinstance(value, str) and value.startswith("@") and value[1:] in STAGE_KINDS]
+    """(key, stage) for every ``@stage`` or ``@stage/file`` value in a section."""
+    return [(key, _referenced(value)) for key, value in leaves(section) if _referenced(value)]
+
+
+def _referenced(value: Any) -> str:
+    """The stage a ``@stage[/file]`` string names, else ``""``."""
+    stage = value[1:].split("/", 1)[0] if isinstance(value, str) and value.startswith("@") else ""
+    return stage if stage in STAGE_KINDS else ""
 
 
 def resolve_references(node: Any, outputs: dict[str, str]) -> Any:
@@ -82,6 +92,8 @@ def resolve_references(node: Any, outputs: dict[str, str]) -> Any:
         return {key: resolve_references(value, outputs) for key, value in node.items()}
     if isinstance(node, list):
         return [resolve_references(value, outputs) for value in node]
-    if isinstance(node, str) and node.startswith("@") and node[1:] in outputs:
-        return outputs[node[1:]]
+    stage = _referenced(node)
+    if stage in outputs:
+        _, _, name = node.partition("/")
+        return f"{outputs[stage]}/{name}" if name else outputs[stage]
     return node

@@ -47,6 +47,7 @@ from alignflow.models.reward_io import RewardModelScorer
 from alignflow.reporting.eval_plots import draw_plots
 from alignflow.reporting.report import render_report
 from alignflow.reporting.trackers import log_to_trackers
+from alignflow.rewards.build import RewardScorer, build_reward_scorer
 from alignflow.runtime import set_seed, set_threads
 
 
@@ -78,7 +79,7 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> EvalResul
 
     inputs = load_inputs(cfg, console)
     proxy = _scorer(cfg, "proxy_reward_model")
-    judge = _scorer(cfg, "judge_reward_model") if cfg.judge_reward_model else None
+    judge = _scorer(cfg, "judge_reward_model") if cfg.judge_reward_model or cfg.judge_reward else None
     judges = _measure_scorers(cfg, proxy, judge, out, console)
     with Stages.live(console) as stages:
         models = _evaluate_models(cfg, EvalContext(cfg, inputs, proxy, judge, stages), console)
@@ -175,7 +176,11 @@ def _check_models(cfg: EvalConfig) -> None:
             raise ModelNotFoundError(f"models.{name}: {err}") from None
 
 
-def _scorer(cfg: EvalConfig, key: str) -> RewardModelScorer:
+def _scorer(cfg: EvalConfig, key: str) -> RewardModelScorer | RewardScorer:
+    """The ``proxy``/``judge`` scorer: a ``*_reward`` entry (a classifier, say) when set, else the folder."""
+    spec_key = key.removesuffix("_model")
+    if getattr(cfg, spec_key) is not None:
+        return build_reward_scorer(getattr(cfg, spec_key), spec_key, dtype=cfg.dtype)
     try:
         return RewardModelScorer(getattr(cfg, key), batch_size=cfg.batch_size, dtype=cfg.dtype)
     except FileNotFoundError as err:

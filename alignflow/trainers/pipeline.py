@@ -59,6 +59,18 @@ def run_stage(kind: str, section: Any, console: Console) -> tuple[Path, dict[str
 
         result = run_evaluation(section, console=console)
         return Path(section.output_dir), result.headline()
+    if kind == "imdb":
+        from alignflow.tasks.imdb import prepare_imdb
+
+        return Path(section.output_dir), prepare_imdb(section)
+    if kind == "classifier":
+        from alignflow.trainers.classifier import train_classifier
+
+        return train_classifier(section, console=console)
+    if kind == "judge_clf":
+        from alignflow.trainers.text_classifier import train_text_classifier
+
+        return train_text_classifier(section, console=console)
     raise ValueError(f"unknown stage kind {kind!r}")
 
 

@@ -54,6 +54,8 @@ def evaluate_pairs(model: str, data: str, *, reference: str | None = None, beta:
 
     if beta <= 0:
         raise ValueError(f"--beta must be positive, got {beta}")
+    if dtype not in ("bf16", "fp32"):
+        raise ValueError(f"--dtype must be bf16 or fp32, got {dtype!r}")
     out = out or Path(model) / "rm_eval"
     read = read_preferences(data, strict=strict, max_samples=max_pairs)
     report_issues(read.issues, out, console)

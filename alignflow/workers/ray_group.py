@@ -117,28 +117,24 @@ class RayWorkerGroup(WorkerGroup):
         # method -> [(seconds the call took here, seconds the slowest rank ran it)], for the bench
         self.timings: dict[str, list[tuple[float, float]]] = {}
 
-    def _run(self, method: str, refs: list) -> list[Any]:
+    def _run(self, method: str, per_rank_args: list[tuple[tuple, dict]]) -> list[Any]:
+        """``method`` on every rank with its own arguments; results in rank order, timed."""
         started = time.perf_counter()
+        refs = [actor.execute.remote(self.role, method, *args, **kwargs)
+                for actor, (args, kwargs) in zip(self.actors, per_rank_args)]
         results, seconds = zip(*wait_all(refs, self.role, self.timeout_s))
         self.timings.setdefault(method, []).append((time.perf_counter() - started, max(seconds)))
         return list(results)
 
-    @property
-    def world_size(self) -> int:
-        return len(self.actors)
-
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         mode = dispatch_mode(self.worker_class, method)
         if mode != "split":
-            refs = [actor.execute.remote(self.role, method, *args, **kwargs) for actor in self.actors]
-            return collect(self._run(method, refs))
+            return collect(self._run(method, [(args, kwargs)] * self.world_size))
         batch, *rest = args
         rows = len(batch)
         shards = split_batch(batch.index(list(range(rows)) + [rows - 1] * (-rows % self.world_size)), self.world_size)
         real = [len(s) for s in split_batch(batch, self.world_size)] if rows % self.world_size else None
-        refs = [actor.execute.remote(self.role, method, shard, *rest, **kwargs)
-                for actor, shard in zip(self.actors, shards)]
-        results = self._run(method, refs)
+        results = self._run(method, [((shard, *rest), kwargs) for shard in shards])
         if real is not None:  # drop the padding rows (a method may return several rows per input row)
             results = [_first_rows(result, keep, len(shard)) for result, keep, shard in zip(results, real, shards)]
         return collect(results)

@@ -117,6 +117,10 @@ class RayWorkerGroup(WorkerGroup):
         # method -> [(seconds the call took here, seconds the slowest rank ran it)], for the bench
         self.timings: dict[str, list[tuple[float, float]]] = {}
 
+    @property
+    def world_size(self) -> int:
+        return len(self.actors)
+
     def _run(self, method: str, per_rank_args: list[tuple[tuple, dict]]) -> list[Any]:
         """``method`` on every rank with its own arguments; results in rank order, timed."""
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -19,6 +20,8 @@ console = Console()
 def quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
+    # Through the environment too: the ranks a distributed job starts are fresh processes.
+    os.environ.update(TRANSFORMERS_VERBOSITY="error", HF_HUB_DISABLE_PROGRESS_BARS="1")
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 

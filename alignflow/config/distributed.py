@@ -1,4 +1,6 @@
-"""Where an RL job's workers run: this process, or Ray actors joined in a torch.distributed group."""
+"""Where a job's ranks run. RL: its workers in this process, or Ray actors joined in a
+torch.distributed group. Offline jobs (sft, rm train, dpo): ``world_size`` processes on this node
+that alignflow starts, or the ranks torchrun started."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from alignflow.config.loader import ConfigError
 
 @dataclass
 class DistributedConfig:
-    # local: every worker in this process (one rank). ray: `world_size` Ray actors per worker group,
-    # each a data-parallel rank training with FSDP2 (gloo on CPU, nccl on GPU).
+    # local: RL runs every worker in this process (one rank); an offline job (sft, rm train, dpo) runs
+    # `world_size` processes on this node. ray (RL only): `world_size` Ray actors per worker group.
+    # Either way each rank trains data-parallel with FSDP2 (gloo on CPU, nccl on GPU).
     backend: Literal["local", "ray"] = "local"
     world_size: int = 1  # data-parallel ranks; global batch sizes are split across them
     # colocated: policy, critic and reward workers share one placement group (bundle i holds rank i
@@ -27,11 +30,23 @@ class DistributedConfig:
     timeout_s: float = 600.0  # a worker call that takes longer than this is reported as hung
 
     def validate(self) -> None:
-        if self.world_size < 1:
-            raise ConfigError(f"distributed.world_size must be >= 1, got {self.world_size}")
+        """The RL job's settings."""
+        self._validate_common()
         if self.backend == "local" and self.world_size != 1:
             raise ConfigError(f"distributed.world_size={self.world_size} needs distributed.backend=ray "
                               "(the local backend runs one rank in this process)")
+
+    def validate_offline(self) -> None:
+        """An offline job's settings: its ranks are processes on this node (or torchrun's)."""
+        self._validate_common()
+        if self.backend != "local":
+            raise ConfigError(f"distributed.backend={self.backend} is for alignflow rl; sft, rm train and dpo "
+                              "start distributed.world_size processes on this node (backend: local) or run "
+                              "under torchrun")
+
+    def _validate_common(self) -> None:
+        if self.world_size < 1:
+            raise ConfigError(f"distributed.world_size must be >= 1, got {self.world_size}")
         if self.num_cpus_per_worker <= 0 and self.num_gpus_per_worker <= 0:
             raise ConfigError("distributed.num_cpus_per_worker or distributed.num_gpus_per_worker must be > 0")
         if self.num_cpus_per_worker < 0 or self.num_gpus_per_worker < 0:

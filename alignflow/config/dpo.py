@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from alignflow.algorithms.preference import DPO_LOSSES
+from alignflow.config.distributed import DistributedConfig
 from alignflow.config.loader import ConfigError
-from alignflow.config.schema import CausalLMDataConfig, ModelConfig, TrainConfig
+from alignflow.config.schema import CausalLMDataConfig, ModelConfig, TrainConfig, check_data_parallel
 
 
 @dataclass
@@ -43,6 +44,7 @@ class DPOConfig:
     data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)  # pairs: {prompt, chosen, rejected}, HH, ...
     train: TrainConfig = field(default_factory=TrainConfig)  # batch sizes count pairs
     loss: DPOLossConfig = field(default_factory=DPOLossConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # as in SFTConfig
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
     force_resume: bool = False  # as in SFTConfig
 
@@ -51,6 +53,7 @@ class DPOConfig:
         self.data.validate()
         self.train.validate()
         self.loss.validate()
+        check_data_parallel(self.distributed, self.train, self.model)
         if self.loss.reference == "lora" and not self.model.lora.enabled:
             raise ConfigError("loss.reference=lora needs model.lora.enabled: true (the reference is the "
                               "model with its adapters off); use loss.reference=cached for a full fine-tune")

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from alignflow.config.distributed import DistributedConfig
 from alignflow.config.loader import ConfigError
 
 
@@ -166,6 +167,23 @@ class TrainConfig:
 
 
 
+def check_data_parallel(distributed: DistributedConfig, train: TrainConfig, model: ModelConfig) -> None:
+    """An offline job on ``distributed.world_size`` ranks: each rank takes an equal part of every
+    micro-batch, and what does not shard yet is refused."""
+    distributed.validate_offline()
+    world = distributed.world_size
+    if world == 1:
+        return
+    if train.micro_batch_size % world:
+        raise ConfigError(f"distributed.world_size={world} must divide train.micro_batch_size "
+                          f"({train.micro_batch_size}): every rank takes an equal part of each micro-batch")
+    if model.lora.enabled:
+        raise ConfigError("model.lora with distributed.world_size > 1 is not supported yet; "
+                          "train LoRA on one rank or fully fine-tune on several")
+    if train.compile:
+        raise ConfigError("train.compile with distributed.world_size > 1 is not supported yet")
+
+
 @dataclass
 class CausalLMDataConfig(DataConfig):
     """Data whose batches can be packed: SFT, DPO, and reward models on a causal decoder (an
@@ -184,6 +202,8 @@ class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Data-parallel ranks: world_size processes on this node (or torchrun's); batch sizes stay global.
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
     # Resume even though settings other than steps and logging cadence changed since the checkpoint.
     force_resume: bool = False
@@ -192,6 +212,7 @@ class SFTConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        check_data_parallel(self.distributed, self.train, self.model)
 
 
 @dataclass
@@ -219,6 +240,7 @@ class RewardConfig:
     data: CausalLMDataConfig = field(default_factory=CausalLMDataConfig)  # packing: decoder backbones only
     train: RewardTrainConfig = field(default_factory=RewardTrainConfig)
     loss: RewardLossConfig = field(default_factory=RewardLossConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # as in SFTConfig
     resume: bool = True
     force_resume: bool = False  # as in SFTConfig
 
@@ -226,4 +248,5 @@ class RewardConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        check_data_parallel(self.distributed, self.train, self.model)
         check_ranges("loss", self.loss, {"center_coef": NON_NEGATIVE})

@@ -1,9 +1,11 @@
 """Checkpoints that a run can resume from exactly: weights, optimizer, schedule, RNG and step.
 
 Layout: ``<output_dir>/checkpoints/step-000050/`` holds the model as a Hugging Face folder
-(``model/``) plus ``trainer_state.pt``. A checkpoint is written to a temporary folder and renamed
-when complete, so an interrupted save never leaves a checkpoint that looks valid. Weights that are
-not finite are never published: a checkpoint is always a state worth resuming from.
+(``model/``), the optimizer's tensors as ``torch.distributed.checkpoint`` shards (``optimizer/``,
+one file per rank that wrote it, readable at any world size) and ``trainer_state.pt`` (schedule,
+RNG, step, ... written by rank 0). A checkpoint is written to a temporary folder and renamed when
+complete, so an interrupted save never leaves a checkpoint that looks valid. Weights that are not
+finite are never published: a checkpoint is always a state worth resuming from.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Any
 import torch
 
 from alignflow.models.saving import METADATA_FILE, save_model
+from alignflow.runtime import distributed
+from alignflow.runtime.optimizer_state import save_optimizer_state
 from alignflow.runtime.state_io import fault_point, load_state, save_state
+from alignflow.trainers.data_parallel import DataParallelModel
 
-STATE_FILE = "trainer_state.pt"
+STATE_FILE, OPTIMIZER_DIR = "trainer_state.pt", "optimizer"
 
 
 class CheckpointError(ValueError):
@@ -45,22 +50,20 @@ def previous_checkpoint(ckpt: Path) -> Path | None:
     return older[-1] if older else None
 
 
-def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-
-
 def save_checkpoint(
     output_dir: str | Path,
     step: int,
     *,
-    model,
+    net: DataParallelModel,
+    optimizer: torch.optim.Optimizer,
     tokenizer,
     state: dict[str, Any],
     metadata: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    bad = non_finite_tensors(model.state_dict())
+    """Every rank calls this (the weights are gathered and the optimizer shards written collectively);
+    rank 0 writes the model folder and the state, and publishes the checkpoint."""
+    bad = net.non_finite()
     if bad:
         last = latest_checkpoint(output_dir)
         raise CheckpointError(f"not saving step {step}: {len(bad)} weight tensors are not finite (e.g. {bad[0]}); "
@@ -68,14 +71,22 @@ def save_checkpoint(
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:06d}"
     staging = root / f".step-{step:06d}.tmp"
-    for stale in root.glob(".step-*.tmp"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    save_model(model, tokenizer, staging / "model", metadata)
+    lead = distributed.rank() == 0
+    if lead:
+        for stale in root.glob(".step-*.tmp"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+    net.write(lambda model: save_model(model, tokenizer, staging / "model", metadata))
     fault_point(f"checkpoint:{step}")
-    # LoRA: the merged folder above is for users; resuming needs the adapter weights themselves.
-    trainable = {k: v for k, v in model.state_dict().items() if "lora_" in k} if hasattr(model, "peft_config") else None
-    save_state({**state, "step": step, "lora_state": trainable}, staging / STATE_FILE)
-    return publish_checkpoint(staging, final, keep)
+    save_optimizer_state(net.root, optimizer, staging / OPTIMIZER_DIR)
+    if lead:
+        # LoRA (one rank): the merged folder above is for users; resuming needs the adapter weights themselves.
+        model = net.model
+        trainable = {k: v for k, v in model.state_dict().items() if "lora_" in k} if hasattr(model, "peft_config") \
+            else None
+        save_state({**state, "step": step, "lora_state": trainable}, staging / STATE_FILE)
+        publish_checkpoint(staging, final, keep)
+    distributed.barrier()
+    return final
 
 
 def publish_checkpoint(staging: Path, final: Path, keep: int) -> Path:

@@ -1,4 +1,7 @@
-"""Read a job's dataset, split it, and report every skipped row (console + ``skipped_rows.jsonl``)."""
+"""Read a job's dataset, split it, and report every skipped row (console + ``skipped_rows.jsonl``).
+
+Every rank reads and splits the same data; rank 0 alone writes the run folder's files.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from alignflow.data.readers import read_preferences
 from alignflow.data.splits import train_val_split
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder, truncation_summary
 from alignflow.data.types import PreferenceExample, ReadResult, RowIssue
+from alignflow.runtime import distributed
 from alignflow.trainers.pair_eval import source_name
 
 T = TypeVar("T")
@@ -77,7 +81,7 @@ def load_train_val(
         train, val = train_val_split(train_read.examples, data.val_fraction, data.split_seed)
         # Keep the held-out rows beside the run: evaluation on exactly the prompts it never saw
         # (`alignflow eval` with prompts.source=<run>/validation.jsonl, held_out: false).
-        if val:
+        if val and distributed.rank() == 0:
             write_jsonl(output_dir / VALIDATION_FILE, map(canonical_row, val))
     report_issues(issues, output_dir, console)
     if not train:
@@ -89,7 +93,7 @@ def load_train_val(
 def report_issues(issues: list[RowIssue], output_dir: Path, console: Console, what: str = "rows") -> None:
     """Never drop silently: count skipped rows by reason, show the first few, save them all. A row
     already listed (a rerun or a resume reads the same data again) is not listed twice."""
-    if not issues:
+    if not issues or distributed.rank() != 0:
         return
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "skipped_rows.jsonl"

@@ -23,7 +23,9 @@ from alignflow.config.dpo import DPOConfig, DPOLossConfig
 from alignflow.config.loader import to_dict
 from alignflow.models import load_policy, read_metadata, save_model
 from alignflow.models.forward import packing_capacity
-from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.runtime import distributed
+from alignflow.runtime.launch import run_on_ranks
+from alignflow.trainers.data_parallel import DataParallelModel
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.dpo_logps import (
     REFERENCE_FILE,
@@ -36,7 +38,7 @@ from alignflow.trainers.dpo_logps import (
 )
 from alignflow.trainers.loop import plan_steps, run_loop
 from alignflow.trainers.pair_eval import accuracy_by_source, against_length_baseline, length_baseline
-from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, run_logger, start_run
 
 # IPO regresses the per-token log-ratio gap to 1 / (2 beta) (Azar et al. 2023); the others use sums.
 LENGTH_AVERAGED = frozenset({"ipo"})
@@ -66,7 +68,11 @@ def dpo_objective(
 
 
 def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
-    console = console or Console()
+    """DPO on ``cfg.distributed.world_size`` ranks (see ``runtime.launch``)."""
+    return run_on_ranks(_train_dpo, cfg, console or Console())
+
+
+def _train_dpo(cfg: DPOConfig, console: Console) -> DPOResult:
     resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
@@ -79,6 +85,7 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows
     lengths = pairs.train_lengths
     splits = {"train": train_pairs, "validation": val_pairs}
+    net = DataParallelModel(model)  # sharded by the loop, after the reference is computed
 
     reference: Reference
     if cfg.loss.reference == "lora":
@@ -87,7 +94,7 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
         # Only the pairs this run's step plan visits (the loop draws the same plan from the seed).
         visited = sorted({i for step in plan_steps(lengths, cfg.train) for mb in step for i in mb})
         reference = cached_reference(
-            model, splits, {"train": visited, "validation": range(len(val_pairs))}, path=out / REFERENCE_FILE,
+            net.root, splits, {"train": visited, "validation": range(len(val_pairs))}, path=out / REFERENCE_FILE,
             fingerprint=reference_fingerprint(to_dict(cfg.model), splits), reuse=cfg.resume,
             batch_size=micro, pad_token_id=pad, dtype=dtype, console=console, capacity=capacity,
         )
@@ -95,7 +102,7 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [train_pairs[i] for i in indices]
         ref = reference.logps("train", indices)
-        policy, tokens = pair_logps(model, pairs, pad, dtype, capacity)
+        policy, tokens = pair_logps(net.root, pairs, pad, dtype, capacity)
         loss, _, stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
                                "tokens": sum(len(c.input_ids) + len(r.input_ids) for c, r in pairs)}
@@ -103,7 +110,7 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     baseline = length_baseline(val_pairs, val_sources)
 
     def evaluate() -> dict[str, float]:
-        policy, tokens = batched_pair_logps(model, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype,
+        policy, tokens = batched_pair_logps(net.root, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype,
                                             capacity=capacity)
         ref = reference.logps("validation", range(len(val_pairs)))
         loss, (chosen, rejected), stats = dpo_objective(policy, ref, tokens, cfg.loss)
@@ -120,11 +127,12 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
     def keep_best(step: int, metrics: dict[str, float]) -> None:
         if metrics["accuracy"] > best["accuracy"]:
             best.update(accuracy=metrics["accuracy"], step=step)
-            save_model(model, tokenizer, out / "best", {**metadata(), "metrics": metrics, "step": step})
+            net.write(lambda plain: save_model(plain, tokenizer, out / "best",
+                                               {**metadata(), "metrics": metrics, "step": step}))
 
-    logger = MetricsLogger(out, console=console)
+    logger = run_logger(out, console)
     result = run_loop(
-        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out, lengths=lengths, loss_fn=loss_fn,
+        net=net, tokenizer=tokenizer, cfg=cfg.train, output_dir=out, lengths=lengths, loss_fn=loss_fn,
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
         resume=cfg.resume, on_eval=keep_best if val_pairs else None, logger=logger, dtype=cfg.model.dtype,
@@ -135,8 +143,10 @@ def train_dpo(cfg: DPOConfig, console: Console | None = None) -> DPOResult:
         return DPOResult(out / "model", out / "best" if (out / "best").is_dir() else None, done)
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
-    model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
-    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    model_dir = out / "model"
+    net.write(lambda plain: save_model(plain, tokenizer, model_dir, {**metadata(), "metrics": metrics}))
+    if distributed.rank() == 0:
+        (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()
     best_dir = out / "best" if (out / "best").is_dir() else None
     if line := against_length_baseline(metrics):

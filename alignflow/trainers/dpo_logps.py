@@ -9,7 +9,9 @@ The reference is either
 
 * ``CachedReference``: the starting policy's log-probs, computed once before the first update and
   stored in the run folder, keyed by a fingerprint of the model config and the token ids, so a
-  resumed run reads them back instead of recomputing (and never scores with trained weights); or
+  resumed run reads them back instead of recomputing (and never scores with trained weights). On
+  several ranks each scores its share of the pairs with its full, not yet sharded, model and the
+  ranks exchange the results; or
 * ``AdapterReference``: the LoRA policy with its adapters switched off, run on the fly; that *is*
   the starting model, so no copy of the weights and no cache are needed.
 """
@@ -24,11 +26,13 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 
 from alignflow.data.tokenize import Encoded
 from alignflow.models.forward import labelled_token_logprobs
-from alignflow.runtime import autocast
+from alignflow.runtime import autocast, distributed
+from alignflow.trainers.data_parallel import run_forward
 from alignflow.trainers.sft import collate_sft, collate_sft_packed
 
 Pair = tuple[Encoded, Encoded]
@@ -39,13 +43,15 @@ def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str,
                capacity: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs ``(pairs, 2)`` fp32 (differentiable) and response token counts
     ``(pairs, 2)``, from one forward over the chosen rows and the rejected rows: right-padded, or
-    with a ``capacity`` packed into rows of at most that many tokens (``data.packing``)."""
+    with a ``capacity`` packed into rows of at most that many tokens (``data.packing``). ``model``: a
+    causal LM or the trainer's ``ForwardRoot`` over one."""
     # The SFT collators label exactly the response tokens, which is the DPO mask too.
     rows = [c for c, _ in pairs] + [r for _, r in pairs]
     batch = collate_sft(rows, pad_token_id) if capacity is None else collate_sft_packed(rows, pad_token_id, capacity)
     with autocast(dtype):
-        sums, counts = labelled_token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                               position_ids=batch["position_ids"], sequence_ids=batch["sequence_ids"])
+        sums, counts = run_forward(model, labelled_token_logprobs, batch["input_ids"], batch["attention_mask"],
+                                   batch["labels"], position_ids=batch["position_ids"],
+                                   sequence_ids=batch["sequence_ids"])
     return sums.view(2, -1).T, counts.view(2, -1).T
 
 
@@ -135,9 +141,10 @@ def cached_reference(
 ) -> CachedReference:
     """Reference log-probs of the ``needed`` pairs of each split, scored by ``model`` as it is now.
 
-    Call this before any update (and before a checkpoint is restored): ``model`` must be the
-    starting policy. With ``reuse``, values stored in ``path`` under the same ``fingerprint`` are
-    read back and only the missing pairs are scored (a resumed run with more steps needs more).
+    Call this before any update (and before a checkpoint is restored or the model sharded): ``model``
+    must be the starting policy. With ``reuse``, values stored in ``path`` under the same
+    ``fingerprint`` are read back and only the missing pairs are scored (a resumed run with more
+    steps needs more). On several ranks every rank calls this; rank 0 writes ``path``.
     """
     stored: dict[str, torch.Tensor] = {}
     if reuse and path.is_file():
@@ -152,16 +159,28 @@ def cached_reference(
         values = stored.get(name, torch.full((len(pairs), 2), float("nan"))).clone()
         missing = [i for i in needed[name] if torch.isnan(values[i]).any()]
         if missing:
-            values[missing], _ = batched_pair_logps(model, [pairs[i] for i in missing], batch_size=batch_size,
-                                                    pad_token_id=pad_token_id, dtype=dtype, capacity=capacity)
+            mine = missing[distributed.rank() :: distributed.world_size()]
+            scored, _ = batched_pair_logps(model, [pairs[i] for i in mine], batch_size=batch_size,
+                                           pad_token_id=pad_token_id, dtype=dtype, capacity=capacity)
+            for indices, part in all_gather((mine, scored)):
+                values[indices] = part
             missing_total += len(missing)
         logps[name] = values
-    if missing_total:
+    if missing_total and distributed.rank() == 0:
         staging = path.with_suffix(".tmp")
         torch.save({"fingerprint": fingerprint, "logps": logps}, staging)
         staging.replace(path)  # never a half-written cache
         console.print(f"reference log-probs of {missing_total} pairs computed in "
                       f"{time.perf_counter() - started:.0f}s, cached in {path}")
-    else:
+    elif not missing_total:
         console.print(f"reference log-probs read from {path}")
     return CachedReference(logps)
+
+
+def all_gather(item: tuple[list[int], torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """Every rank's ``item`` (this one's alone without a process group)."""
+    if distributed.world_size() == 1:
+        return [item]
+    gathered: list = [None] * distributed.world_size()
+    dist.all_gather_object(gathered, item)
+    return gathered

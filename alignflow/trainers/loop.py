@@ -8,7 +8,14 @@ and its ``metrics.jsonl`` is cut back to the checkpoint's step, so the log reads
 
 An update whose gradient norm is not finite is never applied (the step is skipped and logged with
 ``skipped_update=1``); ``train.max_skipped_updates`` in a row stop the run. A non-finite loss stops
-it at once. Either stop names the last good checkpoint: checkpoints never hold non-finite weights.
+it at the end of its step. Either stop names the last good checkpoint: checkpoints never hold
+non-finite weights.
+
+On several ranks (``trainers.data_parallel``) the plan is the same global one: each rank trains an
+equal part of every micro-batch, its loss weighted by its part's share of the step's units (tokens,
+pairs) times the world size, which FSDP's gradient average divides back out, so the gradient is the
+one-process gradient. Metrics are summed over the ranks with the same weights; rank 0 logs and
+saves; the checkpoint reads back at any world size.
 """
 
 from __future__ import annotations
@@ -27,15 +34,18 @@ from alignflow.config.schema import TrainConfig
 from alignflow.models import compile_blocks
 from alignflow.reporting.metrics_logger import MetricsLogger, format_metrics, read_metrics
 from alignflow.reporting.progress_lines import progress_line
-from alignflow.runtime import rng_state, set_rng_state
+from alignflow.runtime import distributed, rng_state, set_rng_state
 from alignflow.runtime.optim import build_optimizer, build_scheduler
+from alignflow.runtime.optimizer_state import load_optimizer_state
 from alignflow.trainers.checkpoint import (
+    OPTIMIZER_DIR,
     CheckpointError,
     damaged_advice,
     latest_checkpoint,
     load_checkpoint_state,
     save_checkpoint,
 )
+from alignflow.trainers.data_parallel import DataParallelModel, all_min, all_sum, rank_part
 
 
 class TrainingError(RuntimeError):
@@ -87,13 +97,13 @@ class LoopResult:
 
 
 LossFn = Callable[[list[int], float], tuple[torch.Tensor, dict[str, float]]]
-"""(example indices of one micro-batch, weight of this micro-batch in the step) -> (loss, metrics).
+"""(example indices of this rank's part of one micro-batch, weight of that part in the step) -> (loss, metrics).
 A ``tokens`` metric (non-padding tokens in the micro-batch) is summed into the step's throughput."""
 
 
 def run_loop(
     *,
-    model,
+    net: DataParallelModel,
     tokenizer,
     cfg: TrainConfig,
     output_dir: str | Path,
@@ -111,25 +121,28 @@ def run_loop(
     dtype: str = "fp32",
     eval_at_start: bool = False,
 ) -> LoopResult:
-    """Train ``model`` for the planned steps; ``unit_count`` gives the loss's normaliser per micro-batch
+    """Train ``net`` for the planned steps; ``unit_count`` gives the loss's normaliser per micro-batch
     (tokens for SFT, pairs for reward models) so that accumulation weights every unit equally.
     ``head``: a reward model's scalar head, trained at ``head_lr`` when that is set. ``dtype``: the
     model's compute precision (for advice when the run diverges). ``eval_at_start``: evaluate (and
     log at step 0) before the first step."""
     output_dir = Path(output_dir)
     plan = plan_steps(lengths, cfg)
-    optimizer = build_optimizer(model, cfg, head=head, head_lr=head_lr)
-    scheduler = build_scheduler(optimizer, cfg, len(plan))
-    configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     logger = logger or MetricsLogger(output_dir)
     console = logger.console
     start_step = 0
     window: list[dict[str, float]] = []  # the steps since the last logged row (averaged into the next)
     skipped_in_a_row = 0
     ckpt = latest_checkpoint(output_dir) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint_state(ckpt)
-        start_step = _restore(model, optimizer, scheduler, state, ckpt)
+    state = load_checkpoint_state(ckpt) if ckpt is not None else None
+    if state is not None:
+        _restore_weights(net.model, state, ckpt)
+    net.shard()  # after the restore: every rank shards the same weights
+    optimizer = build_optimizer(net.root, cfg, head=head, head_lr=head_lr)
+    scheduler = build_scheduler(optimizer, cfg, len(plan))
+    configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    if state is not None:
+        start_step = _restore_training(net.root, optimizer, scheduler, state, ckpt)
         use_configured_hyperparameters(optimizer, scheduler, configured)
         window = list(state.get("log_window", []))
         skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
@@ -138,15 +151,15 @@ def run_loop(
     logger.truncate_after(start_step if ckpt is not None else -1)
     result = _logged_result(logger, start_step)
     if ckpt is None and eval_at_start and evaluate is not None:
-        result.initial_eval = _evaluate(model, evaluate, logger, 0, None)
+        result.initial_eval = _evaluate(net.root, evaluate, logger, 0, None)
     if start_step >= len(plan):
         result.already_done = True
         return result
 
     def checkpoint(step: int) -> Path:
-        return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, metadata=metadata(),
-                               state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                      "rng": rng_state(), "log_window": window, "skipped_in_a_row": skipped_in_a_row})
+        return save_checkpoint(output_dir, step, net=net, optimizer=optimizer, tokenizer=tokenizer,
+                               metadata=metadata(), state={"scheduler": scheduler.state_dict(), "rng": rng_state(),
+                                                           "log_window": window, "skipped_in_a_row": skipped_in_a_row})
 
     def stop(step: int, what: str) -> TrainingError:
         """Save the state after ``step`` steps when it is finite (not at the last step: that checkpoint
@@ -159,8 +172,9 @@ def run_loop(
         return TrainingError(f"{what}; {where}. {divergence_advice(dtype)}")
 
     if cfg.compile:
-        compile_blocks(model)
-    model.train()
+        compile_blocks(net.model)
+    net.root.train()
+    world = distributed.world_size()
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold blue]train"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[line]}"), TimeRemainingColumn(), console=console)
@@ -168,24 +182,33 @@ def run_loop(
         task = progress.add_task("train", total=len(plan), completed=start_step, line="")
         for step in range(start_step, len(plan)):
             micro_batches = plan[step]
-            units = [unit_count(mb) for mb in micro_batches]
-            total_units = max(sum(units), 1)
+            total_units = max(sum(unit_count(mb) for mb in micro_batches), 1)  # of the global step
             step_metrics: dict[str, float] = {}
             tokens = 0  # non-padding tokens processed, summed (not averaged) over micro-batches
+            first_bad = len(micro_batches)  # the first micro-batch whose loss is not finite here
             step_start = time.perf_counter()
-            for micro, n_units in zip(micro_batches, units):
-                loss, metrics = loss_fn(micro, n_units / total_units)
+            for at, micro in enumerate(micro_batches):
+                part = rank_part(micro)
+                share = unit_count(part) / total_units
+                loss, metrics = loss_fn(part, share * world)
                 if not torch.isfinite(loss):
-                    optimizer.zero_grad(set_to_none=True)
-                    raise stop(step, f"non-finite loss ({loss.item()}) at step {step + 1}; "
-                                     f"rows: {describe_rows(micro)}")
-                loss.backward()
+                    first_bad = min(first_bad, at)
+                loss.backward()  # even a non-finite one: every rank runs the same collectives
                 tokens += metrics.pop("tokens", 0)
                 for key, value in metrics.items():
-                    step_metrics[key] = step_metrics.get(key, 0.0) + value * n_units / total_units
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
-            ))
+                    step_metrics[key] = step_metrics.get(key, 0.0) + value * share
+            keys = sorted(step_metrics)
+            *sums, tokens = all_sum([step_metrics[key] for key in keys] + [tokens])
+            step_metrics = dict(zip(keys, sums))
+            bad = all_min(first_bad * world + distributed.rank())  # the first (micro-batch, rank) in order
+            if bad < len(micro_batches) * world:
+                optimizer.zero_grad(set_to_none=True)
+                at, where = divmod(bad, world)
+                raise stop(step, f"non-finite loss at step {step + 1}; "
+                                 f"rows: {describe_rows(rank_part(micro_batches[at], where))}")
+            norm = torch.nn.utils.clip_grad_norm_([p for p in net.root.parameters() if p.requires_grad],
+                                                  cfg.max_grad_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # sharded: every rank's
             skipped = not math.isfinite(grad_norm)  # such an update would make every weight NaN
             if not skipped:
                 optimizer.step()
@@ -216,12 +239,12 @@ def run_loop(
                 raise stop(done, f"{skipped_in_a_row} consecutive updates skipped (gradient norm not finite) "
                                  f"up to step {done}, the limit train.max_skipped_updates={cfg.max_skipped_updates}")
             if evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0 and done < len(plan):
-                result.eval_metrics = _evaluate(model, evaluate, logger, done, on_eval)
+                result.eval_metrics = _evaluate(net.root, evaluate, logger, done, on_eval)
             if cfg.save_every and done % cfg.save_every == 0 and done < len(plan):
                 checkpoint(done)
             progress.update(task, advance=1)
     if evaluate is not None:
-        result.eval_metrics = _evaluate(model, evaluate, logger, len(plan), on_eval)
+        result.eval_metrics = _evaluate(net.root, evaluate, logger, len(plan), on_eval)
     checkpoint(len(plan))
     result.step = len(plan)
     result.wall_time_s = time.perf_counter() - started
@@ -274,7 +297,8 @@ def _evaluate(model, evaluate, logger: MetricsLogger, step: int, on_eval) -> dic
     return metrics
 
 
-def _restore(model, optimizer, scheduler, state: dict, ckpt: Path) -> int:
+def _restore_weights(model, state: dict, ckpt: Path) -> None:
+    """The checkpoint's weights into the unsharded ``model`` (each rank reads the full folder)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -293,7 +317,11 @@ def _restore(model, optimizer, scheduler, state: dict, ckpt: Path) -> int:
         if missing or unexpected:
             raise TrainingError(f"checkpoint {ckpt} does not match the model: missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]}")
-    optimizer.load_state_dict(state["optimizer"])
+
+
+def _restore_training(root, optimizer, scheduler, state: dict, ckpt: Path) -> int:
+    """Optimizer (its shards, read at this world size), schedule and RNG; the step to resume from."""
+    load_optimizer_state(root, optimizer, ckpt / OPTIMIZER_DIR, advice=damaged_advice(ckpt))
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return int(state["step"])

@@ -28,8 +28,9 @@ from alignflow.data.tokenize import Encoded, pad_right
 from alignflow.models import load_reward_model, read_metadata, reward_head, value_head
 from alignflow.models.forward import last_hidden_state, packing_capacity
 from alignflow.models.reward_io import save_reward_model
-from alignflow.reporting.metrics_logger import MetricsLogger
-from alignflow.runtime import autocast
+from alignflow.runtime import autocast, distributed
+from alignflow.runtime.launch import run_on_ranks
+from alignflow.trainers.data_parallel import DataParallelModel
 from alignflow.trainers.data_setup import load_preference_pairs, make_encoder
 from alignflow.trainers.loop import run_loop
 from alignflow.trainers.pair_eval import (
@@ -39,7 +40,7 @@ from alignflow.trainers.pair_eval import (
     length_correlation,
     response_lengths,
 )
-from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, run_logger, start_run
 
 
 @dataclass
@@ -63,19 +64,29 @@ def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int,
     return {"input_ids": packed["input_ids"], "position_ids": packed["position_ids"], "last_token": last_token}
 
 
-def pair_rewards(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_scores(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rewards ``(2 * pairs,)`` fp32 of a ``collate_pairs`` batch, chosen first, then rejected (a tensor
+    of its own, not a view: it is what the trainer's root forward returns)."""
     if "last_token" in batch:  # packed: the score head at each sequence's final token, as HF pools it
         hidden = last_hidden_state(model, batch["input_ids"], None, batch["position_ids"])
         rows, index = batch["last_token"].unbind(1)
-        scores = value_head(model)(hidden[rows, index])[:, 0].float()
+        scores = value_head(model)(hidden[rows, index])[:, 0]
     else:
-        scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
+        scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]
+    return scores.to(torch.float32, copy=True)
+
+
+def split_pairs(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     half = scores.shape[0] // 2
     return scores[:half], scores[half:]
 
 
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
-    console = console or Console()
+    """Reward-model training on ``cfg.distributed.world_size`` ranks (see ``runtime.launch``)."""
+    return run_on_ranks(_train_reward_model, cfg, console or Console())
+
+
+def _train_reward_model(cfg: RewardConfig, console: Console) -> RewardResult:
     resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
@@ -86,11 +97,12 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad = tokenizer.pad_token_id
     capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows (encoders always)
+    net = DataParallelModel(model)
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate_pairs([train_pairs[i] for i in indices], pad, capacity)
         with autocast(cfg.model.dtype):
-            chosen, rejected = pair_rewards(model, batch)
+            chosen, rejected = split_pairs(net(pair_scores, batch))
         loss = bradley_terry_loss(chosen, rejected, margin=cfg.loss.margin or None)
         if cfg.loss.center_coef:
             loss = loss + reward_centering_loss(chosen, rejected, cfg.loss.center_coef)
@@ -103,7 +115,7 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
         for start in range(0, len(val_pairs), cfg.train.micro_batch_size * 2):
             batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad, capacity)
             with autocast(cfg.model.dtype):
-                c, r = pair_rewards(model, batch)
+                c, r = split_pairs(net(pair_scores, batch))
             chosen.append(c)
             rejected.append(r)
         return torch.cat(chosen), torch.cat(rejected)
@@ -136,12 +148,13 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     def keep_best(step: int, metrics: dict[str, float]) -> None:
         if metrics["accuracy"] > best["accuracy"]:
             best.update(accuracy=metrics["accuracy"], step=step)
-            save_reward_model(model, tokenizer, out / "best", {**metadata(), "metrics": metrics, "step": step},
-                              offset=-metrics["reward_mean"])
+            net.write(lambda plain: save_reward_model(plain, tokenizer, out / "best",
+                                                      {**metadata(), "metrics": metrics, "step": step},
+                                                      offset=-metrics["reward_mean"]))
 
-    logger = MetricsLogger(out, console=console)
+    logger = run_logger(out, console)
     result = run_loop(
-        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
+        net=net, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
         lengths=pairs.train_lengths, loss_fn=loss_fn,
         unit_count=len, evaluate=evaluate if val_pairs else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
@@ -155,9 +168,11 @@ def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> Rew
     metrics = {**result.summary(), "best_step": best["step"], "best_eval_accuracy": best["accuracy"],
                "train_pairs": len(train_pairs), "val_pairs": len(val_pairs)}
     offset = -result.eval_metrics.get("reward_mean", 0.0)
-    model_dir = save_reward_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics},
-                                  offset=offset)
-    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    model_dir = out / "model"
+    net.write(lambda plain: save_reward_model(plain, tokenizer, model_dir, {**metadata(), "metrics": metrics},
+                                              offset=offset))
+    if distributed.rank() == 0:
+        (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()
     best_dir = out / "best" if (out / "best").is_dir() else None
     if line := against_length_baseline(metrics):

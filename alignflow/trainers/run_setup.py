@@ -1,4 +1,8 @@
-"""The start of every job: its run folder, the exact config recorded in it, seeds and threads."""
+"""The start of every job: its run folder, the exact config recorded in it, seeds and threads.
+
+On several ranks, rank 0 owns the run folder: it records the config, clears a previous run and
+logs; the other ranks read from it and write only their optimizer shards.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,19 @@ from typing import Any
 
 from rich.console import Console
 
-from alignflow.runtime import set_seed, set_threads
+from alignflow.config.distributed import DistributedConfig
+from alignflow.reporting.metrics_logger import MetricsLogger
+from alignflow.runtime import distributed, set_seed, set_threads
 from alignflow.trainers.checkpoint import checkpoint_config, latest_checkpoint
-from alignflow.trainers.resume_check import OFFLINE_RESUMABLE, MayChange, check_resumable
+from alignflow.trainers.resume_check import OFFLINE_RESUMABLE, MayChange, any_value, check_resumable
 
 SUMMARY_FILE = "summary.json"
 SKIPPED_ROWS_FILE = "skipped_rows.jsonl"
 # What a trainer writes into its run folder; a fresh start in the folder deletes the previous run's.
 RUN_OUTPUTS = ("checkpoints", "model", "best", "tensorboard", "metrics.jsonl", SUMMARY_FILE, SKIPPED_ROWS_FILE)
+# An offline run may resume on another number of ranks: its checkpoints read back at any world size.
+OFFLINE_RUN_RESUMABLE = {**OFFLINE_RESUMABLE,
+                         **{f"distributed.{name}": any_value for name in DistributedConfig.__dataclass_fields__}}
 
 
 def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None) -> Path:
@@ -26,14 +35,15 @@ def start_run(config, output_dir: str | Path, *, seed: int, threads: int | None)
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
+    if distributed.rank() == 0:
+        dump_config(config, out / "config.yaml")
     set_seed(seed)
     set_threads(threads)
     return out
 
 
 def resume_or_start_afresh(config, output_dir: str | Path, console: Console,
-                           allowed: Mapping[str, MayChange] = OFFLINE_RESUMABLE,
+                           allowed: Mapping[str, MayChange] = OFFLINE_RUN_RESUMABLE,
                            model_folder: str = "model") -> Path | None:
     """Before anything is written: the checkpoint this run will resume from (its saved config checked
     against ``config``, see ``resume_check``), or None for a fresh start. ``resume: false`` in the folder
@@ -45,8 +55,9 @@ def resume_or_start_afresh(config, output_dir: str | Path, console: Console,
     out = Path(output_dir)
     ckpt = latest_checkpoint(out)
     if not config.resume:
-        if deleted := clear_previous_run(out):
+        if distributed.rank() == 0 and (deleted := clear_previous_run(out)):
             console.print(f"[yellow]resume=false: deleted the previous run's {', '.join(deleted)} in {out}[/]")
+        distributed.barrier()  # no rank reads the folder while rank 0 clears it
         return None
     if ckpt is None:
         return None
@@ -59,6 +70,25 @@ def resume_or_start_afresh(config, output_dir: str | Path, console: Console,
         console.print(f"[yellow]force_resume: resuming {ckpt} with changed settings: "
                       f"{'; '.join(map(str, changes))}[/]")
     return ckpt
+
+
+class _RankLogger(MetricsLogger):
+    """The logger of a rank other than 0: it keeps the console and writes nothing."""
+
+    def __init__(self, run_dir: Path, console: Console) -> None:
+        super().__init__(run_dir, tensorboard=False, console=console)
+        self.path = run_dir / ".rank-metrics-unused"  # never written, so it reads as no rows
+
+    def truncate_after(self, step: int) -> int:
+        return 0
+
+    def log(self, step: int, metrics: dict[str, Any], split: str = "train") -> None:
+        return None
+
+
+def run_logger(out: Path, console: Console) -> MetricsLogger:
+    """The run's metrics logger on rank 0; a silent one on the other ranks (the run logs once)."""
+    return MetricsLogger(out, console=console) if distributed.rank() == 0 else _RankLogger(out, console)
 
 
 def clear_previous_run(out: Path) -> list[str]:

@@ -23,11 +23,12 @@ from alignflow.data.tokenize import IGNORE_INDEX, Encoded, PromptResponseEncoder
 from alignflow.data.types import RowIssue, SFTExample
 from alignflow.models import load_policy, save_model
 from alignflow.models.forward import labelled_token_nll, packing_capacity
-from alignflow.reporting.metrics_logger import MetricsLogger
-from alignflow.runtime import autocast
+from alignflow.runtime import autocast, distributed
+from alignflow.runtime.launch import run_on_ranks
+from alignflow.trainers.data_parallel import DataParallelModel
 from alignflow.trainers.data_setup import load_train_val, make_encoder, report_issues
 from alignflow.trainers.loop import run_loop
-from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, start_run
+from alignflow.trainers.run_setup import finished_summary, resume_or_start_afresh, run_logger, start_run
 
 
 @dataclass
@@ -74,7 +75,11 @@ def encode_examples(
 
 
 def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
-    console = console or Console()
+    """SFT on ``cfg.distributed.world_size`` ranks (see ``runtime.launch``)."""
+    return run_on_ranks(_train_sft, cfg, console or Console())
+
+
+def _train_sft(cfg: SFTConfig, console: Console) -> SFTResult:
     resume_or_start_afresh(cfg, cfg.output_dir, console)
     out = start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
 
@@ -92,12 +97,13 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
 
     capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows
     pad = tokenizer.pad_token_id
+    net = DataParallelModel(model)
 
     def micro_nll(rows: list[Encoded]) -> tuple[torch.Tensor, int]:
         batch = collate_sft(rows, pad) if capacity is None else collate_sft_packed(rows, pad, capacity)
         with autocast(cfg.model.dtype):
-            return labelled_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                      position_ids=batch["position_ids"])
+            return net(labelled_token_nll, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                       position_ids=batch["position_ids"])
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         rows = [train_rows[i] for i in indices]
@@ -119,9 +125,9 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
     def response_tokens(indices: list[int]) -> int:
         return sum(len(train_rows[i].response_ids) for i in indices)
 
-    logger = MetricsLogger(out, console=console)
+    logger = run_logger(out, console)
     result = run_loop(
-        model=model, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
+        net=net, tokenizer=tokenizer, cfg=cfg.train, output_dir=out,
         lengths=[len(r.input_ids) for r in train_rows], loss_fn=loss_fn, unit_count=response_tokens,
         evaluate=evaluate if val_rows else None, metadata=metadata,
         describe_rows=lambda idx: ", ".join(train_examples[i].source for i in idx),
@@ -132,8 +138,10 @@ def train_sft(cfg: SFTConfig, console: Console | None = None) -> SFTResult:
         console.print(f"[bold green]SFT already done[/]: {out} holds the finished run; nothing to do")
         return SFTResult(out / "model", done)
     metrics = {**result.summary(), **{"initial_eval_" + k: v for k, v in result.initial_eval.items()}}
-    model_dir = save_model(model, tokenizer, out / "model", {**metadata(), "metrics": metrics})
-    (out / "summary.json").write_text(json.dumps(metrics, indent=2))
+    model_dir = out / "model"
+    net.write(lambda plain: save_model(plain, tokenizer, model_dir, {**metadata(), "metrics": metrics}))
+    if distributed.rank() == 0:
+        (out / "summary.json").write_text(json.dumps(metrics, indent=2))
     logger.close()
     console.print(f"[bold green]SFT done[/]: model in {model_dir}")
     return SFTResult(model_dir, metrics)

@@ -23,18 +23,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
 
 from alignflow.batch import Batch
 from alignflow.config.schema import TrainConfig
@@ -43,20 +34,13 @@ from alignflow.models.loading import transformer_blocks, value_head
 from alignflow.models.saving import save_model, write_metadata
 from alignflow.runtime import distributed
 from alignflow.runtime.optim import build_optimizer, build_scheduler
+from alignflow.runtime.optimizer_state import load_optimizer_state, save_optimizer_state
 from alignflow.workers.base import NonFiniteWeightsError, add_weighted, loss_weight, micro_batch_weights
 
 OPTIMIZER_DIR, SCHEDULE_FILE = "optimizer", "schedule.json"
 # LoRA: the folder's weights are merged (for users) and cannot be split back into base + adapter,
 # so resuming reads the trainable tensors themselves from here.
 TRAINABLE_FILE = "trainable/weights.safetensors"
-
-
-class TensorsOnlyLoadPlanner(DefaultLoadPlanner):
-    """A checkpoint reader that refuses pickled objects: an optimizer state is tensors only."""
-
-    def load_bytes(self, read_item, value) -> None:
-        raise ValueError(f"checkpoint entry {read_item.dest_index.fqn!r} is a pickled object, not a tensor; "
-                         "refusing to unpickle it (was the checkpoint written by alignflow?)")
 
 
 def is_sharded() -> bool:
@@ -143,13 +127,7 @@ class TrainingEngine:
 
     def all_finite(self) -> bool:
         """Whether every weight is finite, on every rank (a collective when sharded)."""
-        local = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
-                    for p in self.module.parameters())
-        if not is_sharded():
-            return local
-        flag = torch.tensor([float(local)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        return bool(flag.item())
+        return all_finite(self.module, self.device)
 
     def save_weights(self, directory: Path, tokenizer, metadata: dict[str, Any]) -> None:
         """The model as a plain Hugging Face folder (LoRA merged), written once (rank 0). Weights
@@ -177,8 +155,7 @@ class TrainingEngine:
                 trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
                 (directory / TRAINABLE_FILE).parent.mkdir(parents=True, exist_ok=True)
                 save_file({k: v.contiguous() for k, v in weights.items() if k in trainable}, directory / TRAINABLE_FILE)
-        state = get_optimizer_state_dict(self.module, self.optimizer)
-        dcp.save({"state": state["state"]}, checkpoint_id=directory / OPTIMIZER_DIR)
+        save_optimizer_state(self.module, self.optimizer, directory / OPTIMIZER_DIR)
         if distributed.rank() == 0:
             (directory / SCHEDULE_FILE).write_text(json.dumps(self.scheduler.state_dict()))
         distributed.barrier()
@@ -200,20 +177,22 @@ class TrainingEngine:
             raise ValueError(f"{directory} does not match the model: missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}")
         set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
-        state = get_optimizer_state_dict(self.module, self.optimizer)  # initialises the tensors to fill
-        target = {"state": state["state"]}
-        try:
-            dcp.load(target, checkpoint_id=directory / OPTIMIZER_DIR, planner=TensorsOnlyLoadPlanner())
-        except CheckpointException as err:  # one line: the folder and the first rank's reason
-            reason = str(err).strip().splitlines()[-1]
-            raise ValueError(f"{directory / OPTIMIZER_DIR}: {reason}; delete this checkpoint to resume "
-                             "from the one before it") from None
-        set_optimizer_state_dict(self.module, self.optimizer, {"state": target["state"],
-                                                               "param_groups": state["param_groups"]})
+        load_optimizer_state(self.module, self.optimizer, directory / OPTIMIZER_DIR,
+                             advice="delete this checkpoint to resume from the one before it")
         self.scheduler.load_state_dict(json.loads((directory / SCHEDULE_FILE).read_text()))
         for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
             group["lr"] = lr  # the groups were built fresh; the schedule knows where it was
 
+
+
+def all_finite(module: nn.Module, device: torch.device) -> bool:
+    """Whether every parameter of ``module`` is finite, on every rank (a collective when sharded)."""
+    local = all(bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()) for p in module.parameters())
+    if not is_sharded():
+        return local
+    flag = torch.tensor([float(local)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def save_rank_rng(directory: Path, role: str) -> None:

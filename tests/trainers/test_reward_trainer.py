@@ -67,7 +67,7 @@ def test_pairs_share_the_prompt_and_are_stacked_chosen_first(tiny_llama_dir):
 
 def test_packed_pairs_give_the_padded_rewards(tiny_llama_dir):
     from alignflow.models import load_reward_model
-    from alignflow.trainers.reward import pair_rewards
+    from alignflow.trainers.reward import pair_scores
 
     model, tokenizer = load_reward_model(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
     encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=64, max_prompt_length=24)
@@ -78,8 +78,7 @@ def test_packed_pairs_give_the_padded_rewards(tiny_llama_dir):
     assert packed["input_ids"].shape[0] < 2 * len(pairs) and "attention_mask" not in packed
     padded = collate_pairs(pairs, tokenizer.pad_token_id)
     with torch.no_grad():
-        for got, want in zip(pair_rewards(model, packed), pair_rewards(model, padded)):
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pair_scores(model, packed), pair_scores(model, padded), atol=1e-5, rtol=1e-4)
 
 
 def test_long_prompts_are_cut_from_the_left_keeping_the_response(tiny_llama_dir):

@@ -68,8 +68,14 @@ class ClassifierConfig:
     output_dir: str = "runs/classifier"
     model: str = "minilm-l6"  # an encoder: alias, folder or hub id; a fresh 2-label head is put on it
     data: LabelledDataConfig = field(default_factory=LabelledDataConfig)
-    max_length: int = 128  # tokens of each training text (reviews are cut at the end)
+    max_length: int = 128  # tokens of each training text
     test_max_length: int = 512  # tokens read of each test text
+    # How a longer text is cut: head keeps its start; head_tail its first quarter and its end, where reviews
+    # often give their verdict (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification", sec. 5.3.1).
+    truncation: Literal["head", "head_tail"] = "head"
+    # Keep the embeddings and the first this many encoder layers as pretrained: steps cost less (no gradient
+    # below them) and a small data set moves only the upper layers. BERT-style encoders (MiniLM, BERT).
+    freeze_layers: int = 0
     epochs: int = 1
     batch_size: int = 16
     lr: float = 5.0e-5
@@ -85,7 +91,8 @@ class ClassifierConfig:
         if not self.model:
             raise ConfigError("model must name an encoder (alias, folder or hub id)")
         _check_ranges(self, {"max_length": AT_LEAST_ONE, "test_max_length": AT_LEAST_ONE,
-                                "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "lr": POSITIVE,
+                                "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "freeze_layers": NON_NEGATIVE,
+                                "lr": POSITIVE,
                                 "weight_decay": NON_NEGATIVE, "log_every": AT_LEAST_ONE})
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")

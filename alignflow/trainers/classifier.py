@@ -33,6 +33,36 @@ def linear_schedule(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def cut(ids: list[int], max_length: int, truncation: str) -> list[int]:
+    """``ids`` cut to ``max_length``: the start (``head``), or the first quarter and the end (``head_tail``).
+    The end keeps the tokenizer's closing token ([SEP]) as the head keeps the opening one ([CLS])."""
+    if len(ids) <= max_length:
+        return ids
+    if truncation == "head":
+        return ids[: max_length - 1] + ids[-1:]
+    head = max_length // 4
+    return ids[:head] + ids[len(ids) - (max_length - head):]
+
+
+def freeze_lower_layers(model, count: int) -> None:
+    """No gradient for the embeddings and the first ``count`` encoder layers (BERT-style encoders)."""
+    if count == 0:
+        return
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise ValueError(f"freeze_layers needs a BERT-style encoder (embeddings, encoder.layer); "
+                         f"{type(model).__name__} is not one")
+    if count > len(layers):
+        raise ValueError(f"freeze_layers={count} but the encoder has {len(layers)} layers")
+    for module in (base.embeddings, *layers[:count]):
+        module.requires_grad_(False)
+
+
+def encode(tokenizer, texts: list[str], max_length: int, truncation: str) -> list[list[int]]:
+    return [cut(ids, max_length, truncation) for ids in tokenizer(texts)["input_ids"]]
+
+
 def train_classifier(cfg: ClassifierConfig, console: Console | None = None) -> tuple[Path, dict]:
     """Train, measure on the held-out rows and save; returns the model folder and the metrics."""
     console = console or Console()
@@ -49,12 +79,14 @@ def train_classifier(cfg: ClassifierConfig, console: Console | None = None) -> t
     model = AutoModelForSequenceClassification.from_pretrained(
         materialize(resolve_model(cfg.model)).path, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
-    encoded = tokenizer([r.text for r in train], truncation=True, max_length=cfg.max_length)["input_ids"]
+    freeze_lower_layers(model, cfg.freeze_layers)
+    encoded = encode(tokenizer, [r.text for r in train], cfg.max_length, cfg.truncation)
     targets = [r.label for r in train]
 
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = int(total * cfg.warmup_fraction)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total, warmup))
     console.print(f"classifier: {cfg.model} on {len(train)} texts ({cfg.max_length} tokens), {total} steps")
@@ -106,8 +138,8 @@ def predict(model, tokenizer, texts: list[str], cfg: ClassifierConfig, batch_siz
     predicted = [0] * len(texts)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=cfg.test_max_length,
-                          return_tensors="pt")
+        ids = encode(tokenizer, [texts[i] for i in rows], cfg.test_max_length, cfg.truncation)
+        batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
         with autocast(cfg.dtype):
             labels = model(**batch).logits.argmax(-1).tolist()
         for i, label in zip(rows, labels):

@@ -9,7 +9,7 @@ import json
 from alignflow.config.classify import ClassifierConfig, LabelledDataConfig
 from alignflow.models import read_metadata
 from alignflow.rewards import ClassifierReward
-from alignflow.trainers.classifier import linear_schedule, train_classifier
+from alignflow.trainers.classifier import cut, linear_schedule, train_classifier
 
 # Words the tiny BERT's word pieces know (tests/tiny_models.py CORPUS).
 POSITIVE = "the capital of france is paris"
@@ -40,3 +40,22 @@ def test_linear_schedule_warms_up_then_decays():
     factors = [linear_schedule(step, total=10, warmup=2) for step in range(10)]
     assert factors[:2] == [0.5, 1.0] and factors[2] == 1.0 and factors[-1] == 0.125
     assert linear_schedule(0, total=5, warmup=0) == 1.0
+
+
+def test_cut_keeps_the_head_or_the_head_and_the_tail():
+    ids = list(range(20))  # 0 = [CLS], 19 = [SEP]
+    assert cut(ids, 30, "head") == ids
+    assert cut(ids, 8, "head") == [0, 1, 2, 3, 4, 5, 6, 19]
+    assert cut(ids, 8, "head_tail") == [0, 1, 14, 15, 16, 17, 18, 19]
+
+
+def test_freeze_keeps_the_embeddings_and_lower_layers(tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from alignflow.trainers.classifier import freeze_lower_layers
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    freeze_lower_layers(model, 1)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("bert.embeddings.") for n in frozen) and any(".layer.0." in n for n in frozen)
+    assert not any(".layer.1." in n or n.startswith("classifier") for n in frozen)

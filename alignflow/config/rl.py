@@ -60,6 +60,7 @@ class PromptDataConfig:
     validation: str | None = None  # held-out prompts; when empty `val_fraction` of `train` is held out by seed
     val_fraction: float = 0.05
     split_seed: int = 0  # fixes the held-out prompts on their own (see DataConfig.split_seed)
+    split_by: Literal["row", "prompt"] = "row"  # prompt: see DataConfig.split_by
     max_samples: int | None = None  # read at most this many good rows from `train`
     max_prompt_length: int = 256  # tokens; longer prompts are cut from the left (oldest turns first)
     strict: bool = False  # fail on the first malformed row instead of reporting and skipping it

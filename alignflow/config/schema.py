@@ -75,7 +75,8 @@ class ModelConfig:
     # Dropout makes log-probs and rewards noisy functions of the weights; RLHF switches it off.
     disable_dropout: bool = True
     # auto: the tokenizer's own chat template when it has one, else a plain Human:/Assistant: template.
-    chat_template: Literal["auto", "chat", "plain"] = "auto"
+    # tldr: the summarisation layout of Stiennon et al. 2020 (SUBREDDIT/TITLE/POST ... TL;DR:).
+    chat_template: Literal["auto", "chat", "plain", "tldr"] = "auto"
     # Keep only the first N transformer blocks (null = all). A reward model reads a preference
     # signal from the middle of a small LM about as well as from its top, at a fraction of the cost.
     num_layers: int | None = None
@@ -103,6 +104,9 @@ class DataConfig:
     validation: str | None = None  # when empty, `val_fraction` of `train` is held out by `seed`
     val_fraction: float = 0.1
     split_seed: int = 0  # fixes the held-out split on its own, so changing train.seed never leaks validation rows
+    # prompt: rows that share a prompt (one post, many comparisons) stay on one side, and every job
+    # with the same split_seed and val_fraction holds out the same prompts, whatever kind it reads.
+    split_by: Literal["row", "prompt"] = "row"
     max_samples: int | None = None  # read at most this many good rows from `train`
     max_length: int = 512  # prompt + response tokens
     max_prompt_length: int = 384  # longer prompts are cut from the left (oldest turns first)

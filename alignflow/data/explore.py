@@ -68,6 +68,7 @@ class ExploreReport:
     length_unit: Literal["tokens", "characters"]
     lengths: dict[str, LengthStats]  # "prompt", then "response" or "chosen"/"rejected" or "reference"
     samples: list[Example] = field(default_factory=list)
+    duplicates: int = 0  # good rows of a post already read (prompts: one per post)
 
     @property
     def malformed_rows(self) -> int:
@@ -108,6 +109,7 @@ def explore(
         length_unit="tokens" if tokenizer is not None else "characters",
         lengths=_length_stats(examples, tokenizer),
         samples=examples[:samples],
+        duplicates=result.duplicates,
     )
 
 
@@ -163,6 +165,8 @@ def render_explore(report: ExploreReport, console: Console) -> None:
     overview.add_row("malformed rows", str(report.malformed_rows))
     if report.kind == "preference":
         overview.add_row("identical pairs", str(report.identical_pairs))
+    if report.duplicates:
+        overview.add_row("rows of a post already read", str(report.duplicates))
     if report.turns is not None:
         turns = report.turns
         overview.add_row("prompt messages", f"min {turns.min} / median {turns.median:g} / max {turns.max}")

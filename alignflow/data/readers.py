@@ -10,6 +10,11 @@ The format is recognised per row, so one reader covers the common public layouts
   ``{prompt, completion}``, ``{question, answer}``; alpaca ``{instruction, input, output}``
   with an optional ``history`` of ``[user, assistant]`` pairs (LIMA); preference rows train on
   their chosen response.
+* summarisation (Stiennon et al. 2020, see :mod:`alignflow.data.tldr`): a comparison row
+  ``{info, summaries, choice}`` is a preference pair, an SFT row on its preferred summary, or a
+  prompt with that summary as reference (one prompt per post: later rows of the same ``info.id``
+  are counted in :attr:`ReadResult.duplicates`, not read); ``{subreddit, title, post, summary}``
+  is an SFT row, or a prompt with its summary as reference.
 * prompts: a bare JSON string; ``{prompt}`` / ``{question}`` / ``{instruction, input}`` (and the
   red-team CSV columns ``forbidden_prompt`` / ``behavior``); an HH dialogue up to its final
   Assistant turn; the prompt of any SFT or preference row. A ``reference`` / ``answer`` /
@@ -22,7 +27,7 @@ string prompt in HH form (``"\\n\\nHuman: ...\\n\\nAssistant:"``) is parsed into
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -37,6 +42,16 @@ from alignflow.data.hh import (
     split_final_response,
 )
 from alignflow.data.sources import DataError, RawRow, iter_rows
+from alignflow.data.tldr import (
+    comparison_to_preference,
+    comparison_to_prompt,
+    comparison_to_sft,
+    is_comparison,
+    is_tldr_sft,
+    post_id,
+    tldr_sft_prompt,
+    tldr_summary,
+)
 from alignflow.data.types import Message, PreferenceExample, PromptExample, ReadResult, RowIssue, SFTExample
 
 Kind = Literal["sft", "preference", "prompt"]
@@ -68,8 +83,8 @@ def read_sft(
 def read_prompts(
     source: str | Path, *, strict: bool = False, max_samples: int | None = None, on_row: RowCallback | None = None
 ) -> ReadResult[PromptExample]:
-    """Prompts (with an optional reference) from ``source``; see the module docstring."""
-    return _read(source, row_to_prompt, strict=strict, max_samples=max_samples, on_row=on_row)
+    """Prompts (with an optional reference) from ``source``, one per summarised post; see the module docstring."""
+    return _read(source, row_to_prompt, strict=strict, max_samples=max_samples, on_row=on_row, key=_post_key)
 
 
 def read_examples(
@@ -105,8 +120,10 @@ def row_kind(row: RawRow) -> Kind | None:
     if not isinstance(row, dict):
         return None
     fields = _lower_keys(row)
-    if "chosen" in fields and "rejected" in fields:
+    if ("chosen" in fields and "rejected" in fields) or is_comparison(fields):
         return "preference"
+    if is_tldr_sft(fields):
+        return "sft"
     if "messages" in fields:
         messages = fields["messages"]
         ends_with_response = isinstance(messages, list) and bool(messages) and _role(messages[-1]) == "assistant"
@@ -120,6 +137,8 @@ def row_kind(row: RawRow) -> Kind | None:
 def row_to_preference(row: RawRow, source: str) -> PreferenceExample:
     """One preference pair, or ValueError saying why the row is not one."""
     fields = _object(row, "chosen, rejected")
+    if is_comparison(fields):
+        return comparison_to_preference(fields, source)
     _require(fields, "chosen", "rejected")
     if "prompt" in fields:
         prompt = _prompt(fields)
@@ -140,6 +159,10 @@ def row_to_preference(row: RawRow, source: str) -> PreferenceExample:
 def row_to_sft(row: RawRow, source: str) -> SFTExample:
     """One prompt/response pair, or ValueError saying why the row is not one."""
     fields = _object(row, "messages, or a prompt and a response")
+    if is_comparison(fields):
+        return comparison_to_sft(fields, source)
+    if is_tldr_sft(fields):
+        return SFTExample(prompt=tldr_sft_prompt(fields), response=tldr_summary(fields), source=source)
     if "messages" in fields:
         prompt, response = _conversation(fields, "messages")
     elif "chosen" in fields:  # a preference row: supervised fine-tuning on the preferred response
@@ -164,6 +187,10 @@ def row_to_prompt(row: RawRow, source: str) -> PromptExample:
     if isinstance(row, str):
         return PromptExample(prompt=_prompt_from_text(row, "row"), source=source)
     fields = _object(row, "a prompt field, or a JSON string")
+    if is_comparison(fields):
+        return comparison_to_prompt(fields, source)
+    if is_tldr_sft(fields):
+        return PromptExample(prompt=tldr_sft_prompt(fields), reference=tldr_summary(fields), source=source)
     if "messages" in fields:
         prompt, reference = _prompt_part(_messages(fields, "messages"), "messages")
     elif "chosen" in fields and "prompt" not in fields:  # an HH dialogue or a conversation
@@ -186,9 +213,11 @@ def _prompt_part(messages: list[Message], name: str) -> tuple[list[Message], str
 
 def _read(
     source: str | Path, convert: Callable[[RawRow, str], Example], *, strict: bool, max_samples: int | None,
-    on_row: RowCallback | None,
+    on_row: RowCallback | None, key: Callable[[RawRow], Hashable | None] | None = None,
 ) -> ReadResult[Example]:
+    """``key``: rows whose key an earlier good row had are counted as duplicates, not read."""
     result: ReadResult[Example] = ReadResult()
+    seen: set[Hashable] = set()
     for location, row in iter_rows(source):
         if max_samples is not None and len(result.examples) >= max_samples:
             break
@@ -198,13 +227,25 @@ def _read(
         try:
             if isinstance(row, Exception):
                 raise ValueError(str(row))
-            result.examples.append(convert(row, location))
+            example = convert(row, location)
         except ValueError as err:
             issue = RowIssue(source=location, reason=str(err))
             if strict:
                 raise DataError(str(issue)) from err
             result.issues.append(issue)
+            continue
+        row_key = key(row) if key is not None else None
+        if row_key is not None:
+            if row_key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(row_key)
+        result.examples.append(example)
     return result
+
+
+def _post_key(row: RawRow) -> str | None:
+    return post_id(_lower_keys(row)) if isinstance(row, dict) else None
 
 
 def _lower_keys(row: dict[str, Any]) -> dict[str, Any]:

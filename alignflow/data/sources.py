@@ -1,7 +1,8 @@
 """Raw rows from a data source, each with the location that error messages will name.
 
 A source is a ``.jsonl`` / ``.json`` / ``.csv`` file (optionally ``.gz``), a folder of such files
-(not recursive, sorted by name), a Hugging Face ``save_to_disk`` folder, or a hub dataset name
+(not recursive, sorted by name), a glob pattern of such files (``dir/batch1*.jsonl``), a Hugging
+Face ``save_to_disk`` folder, or a hub dataset name
 (``Anthropic/hh-rlhf[:split]``, split ``train`` by default). The last two need ``datasets``.
 Rows are yielded as ``("path:line", row)``; JSON-list items as ``"path:#index"`` (1-based). A
 line that cannot be parsed is yielded as an exception so the reader can report it and go on.
@@ -15,6 +16,7 @@ ends with one such row saying so; a file with no readable line at all is a :clas
 from __future__ import annotations
 
 import csv
+import glob
 import gzip
 import json
 import re
@@ -42,6 +44,9 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, RawRow]]:
         yield from _iter_folder(path)
     elif path.is_file():
         yield from _iter_file(path)
+    elif isinstance(source, str) and set("*?[") & set(source) and (matches := sorted(glob.glob(source))):
+        for match in matches:
+            yield from _iter_file(Path(match))
     elif isinstance(source, str) and _HUB_NAME.match(source) and not _data_suffix(path):
         yield from _iter_hub(source)
     else:

@@ -22,7 +22,7 @@ IGNORE_INDEX = -100
 
 
 class Formatter(Protocol):
-    def prompt_text(self, messages: list[Message]) -> str: ...
+    def prompt_text(self, messages: list[Message], max_tokens: int | None = None) -> str: ...
     def response_text(self, response: str) -> str: ...
 
 
@@ -85,13 +85,13 @@ class PromptResponseEncoder:
         turn); only when the final turn alone is too long are tokens cut from its left.
         """
         budget = self.max_prompt_length - len(self.special.prefix)
-        ids = self._ids(self.formatter.prompt_text(messages))
+        ids = self._ids(self.formatter.prompt_text(messages, max_tokens=budget))
         truncated = len(ids) > budget
         while len(ids) > budget and len(messages) > 1:
             messages = messages[1:]
             if messages[0]["role"] == "assistant" and len(messages) > 1:
                 messages = messages[1:]
-            ids = self._ids(self.formatter.prompt_text(messages))
+            ids = self._ids(self.formatter.prompt_text(messages, max_tokens=budget))
         if len(ids) > budget:
             ids = ids[len(ids) - budget :]
         return list(self.special.prefix) + ids, truncated

@@ -54,3 +54,4 @@ class ReadResult(Generic[T]):
     examples: list[T] = field(default_factory=list)
     issues: list[RowIssue] = field(default_factory=list)
     rows_read: int = 0
+    duplicates: int = 0  # good rows not read because an earlier row had the same key (a post read once)

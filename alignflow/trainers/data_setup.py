@@ -18,7 +18,7 @@ from alignflow.config.schema import DataConfig, ModelConfig, TrainConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.prepare import VALIDATION_FILE, canonical_row, write_jsonl
 from alignflow.data.readers import read_preferences
-from alignflow.data.splits import train_val_split
+from alignflow.data.splits import prompt_key, train_val_split
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder, truncation_summary
 from alignflow.data.types import PreferenceExample, ReadResult, RowIssue
 from alignflow.runtime import distributed
@@ -78,7 +78,8 @@ def load_train_val(
         issues += val_read.issues
         train, val = train_read.examples, val_read.examples
     else:
-        train, val = train_val_split(train_read.examples, data.val_fraction, data.split_seed)
+        by_prompt = prompt_key if data.split_by == "prompt" else None
+        train, val = train_val_split(train_read.examples, data.val_fraction, data.split_seed, key=by_prompt)
         # Keep the held-out rows beside the run: evaluation on exactly the prompts it never saw
         # (`alignflow eval` with prompts.source=<run>/validation.jsonl, held_out: false).
         if val and distributed.rank() == 0:

@@ -13,7 +13,7 @@ from alignflow.config.run import RunConfig
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 JOBS = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig, "ppo": RLConfig, "ppo_hh": RLConfig,
         "grpo_arithmetic": RLConfig, "eval": EvalConfig, "quickstart": RunConfig, "full": RunConfig,
-        "prototype": RunConfig, "sentiment": RunConfig}
+        "prototype": RunConfig, "sentiment": RunConfig, "tldr": RunConfig}
 
 
 def test_every_shipped_config_is_listed():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -81,10 +82,10 @@ def evaluate_pairs(model: str, data: str, *, reference: str | None = None, beta:
 
 
 def print_table(metrics: dict[str, Any]) -> None:
-    table = Table(title=f"rm eval: {escape(metrics['model'])}")
+    table = Table(title=f"rm eval: {escape(metrics['model'])}", box=box.SIMPLE, caption="[95% bootstrap CI]")
     table.add_column("source")
-    for column in ("pairs", "accuracy [95% CI]", "longer wins [95% CI]", "accuracy - longer"):
-        table.add_column(column, justify="right")
+    for column in ("pairs", "accuracy", "longer wins", "difference"):
+        table.add_column(column, justify="right", no_wrap=True)
     rows = [("all", metrics), *metrics["by_source"].items()]
     for name, row in rows:
         acc, rule = row["accuracy"], row["length_rule"]
@@ -96,4 +97,4 @@ def print_table(metrics: dict[str, Any]) -> None:
 
 
 def _pct(e: dict[str, Any]) -> str:
-    return f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}]"
+    return f"{e['value']:.1%} [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"

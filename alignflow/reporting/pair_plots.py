@@ -10,21 +10,25 @@ from alignflow.reporting.eval_plots import fit_title, new_figure, png_bytes
 
 
 def reliability_diagram(calibration: dict[str, Any]) -> bytes:
-    """Accuracy against mean confidence per bin (bar width = bin, label = pairs), with the diagonal."""
+    """Accuracy per confidence bin (bars, labelled with their pairs) against the bin's mean confidence
+    (black ticks, on the diagonal): a gap between bar top and tick is miscalibration."""
     fig = new_figure((5.5, 5.0))
     ax = fig.subplots()
     bins = [b for b in calibration["bins"] if b["count"]]
     ax.plot([0.5, 1.0], [0.5, 1.0], color="grey", linestyle="--", label="perfect calibration")
-    ax.bar([b["confidence"] for b in bins], [b["accuracy"] for b in bins],
-           width=[0.9 * (b["high"] - b["low"]) for b in bins], color="#1f77b4", alpha=0.7, label="accuracy per bin")
-    for b in bins:
-        ax.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), ha="center", va="bottom", fontsize=7)
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    ax.bar(centres, [b["accuracy"] for b in bins], width=[0.9 * (b["high"] - b["low"]) for b in bins],
+           color="#1f77b4", alpha=0.7, label="accuracy per bin")
+    ax.scatter([b["confidence"] for b in bins], [b["confidence"] for b in bins], marker="_", s=120, color="black",
+               label="mean confidence per bin")
+    for x, b in zip(centres, bins):
+        ax.annotate(str(b["count"]), (x, b["accuracy"]), ha="center", va="bottom", fontsize=7)
     ax.set_xlim(0.5, 1.0)
     ax.set_ylim(0.0, 1.05)
     ax.set_xlabel("confidence max(p, 1 - p), p = sigmoid(r_chosen - r_rejected)")
     ax.set_ylabel("share of pairs predicted right")
     fit_title(ax, f"Bradley-Terry calibration (ECE {calibration['ece']:.3f}; labels: pairs per bin)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return png_bytes(fig)
 

@@ -20,10 +20,11 @@ extra padding holds 0 (ids under a 0 mask are never read).
 ``n > 1`` every prompt's rows are consecutive (``[0, 0, 1, 1, ...]``). ``info`` holds
 ``generation_time_s``, ``generated_tokens`` (sum of ``response_mask``) and ``sampling_params``.
 
-Weights: an engine samples from the weights it was last given. :meth:`RolloutEngine.update_weights`
-is called by the controller after every optimizer step; an engine colocated with the actor (the
-HF engine built on the actor's own module) shares the parameters, so the call copies nothing. A
-separate inference server (vLLM) would load the tensors there instead.
+Weights: an engine samples from the weights it was last given; ``generate`` never refreshes them.
+The controller's explicit, timed ``sync_rollout_weights`` step (the policy worker's method, once
+after each actor update) calls :meth:`RolloutEngine.update_weights` with the actor's gathered
+weights. The HF engine built on the actor's own module (one unsharded rank, ``rollout.weights:
+shared``) needs no sync at all; its bf16/fp32 copies and the vLLM engine load the tensors.
 """
 
 from __future__ import annotations

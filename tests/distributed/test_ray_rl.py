@@ -25,7 +25,8 @@ from alignflow.trainers.rl_controller import RLController, train_rl
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_cluster")]
 QUIET = Console(quiet=True)
 PROMPTS_PER_STEP = 4
-RAY = ("distributed.backend=ray", "distributed.world_size=2")
+# Fractional CPUs: the ranks never hold the whole machine, so nothing else Ray schedules can starve.
+RAY = ("distributed.backend=ray", "distributed.world_size=2", "distributed.num_cpus_per_worker=0.5")
 
 
 @pytest.fixture(scope="module")

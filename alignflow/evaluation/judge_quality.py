@@ -45,7 +45,13 @@ def judge_entry(role: str, model: str, quality: dict[str, Any] | None, measured_
 def _saved_quality(path: str, level: float) -> dict[str, Any] | None:
     from alignflow.models import read_metadata
 
-    return saved_pair_quality(read_metadata(path).get("metrics", {}), level) if path and Path(path).is_dir() else None
+    if not path or not Path(path).is_dir():
+        return None
+    metrics = read_metadata(path).get("metrics", {})
+    if "val_pairs" not in metrics:  # best/ keeps the eval metrics only; the run's final model/ has the count
+        final = read_metadata(Path(path).parent / "model").get("metrics", {})
+        metrics = {**metrics, "val_pairs": final.get("val_pairs")}
+    return saved_pair_quality(metrics, level)
 
 
 def _read_pairs(source: str, output_dir: Path, console: Console):

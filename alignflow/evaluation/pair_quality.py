@@ -71,10 +71,12 @@ def _accuracies(wins: torch.Tensor, length_wins: torch.Tensor, boot: Bootstrap) 
 
 
 def saved_pair_quality(metrics: dict[str, Any], level: float = 0.95) -> dict[str, Any] | None:
-    """The same headline from the numbers ``rm train`` saves in ``alignflow.json`` (``eval_accuracy``,
-    ``eval_length_baseline/accuracy``, ``val_pairs``), or None when they are missing. The interval is
-    Wilson's for a binomial proportion: the saved numbers keep no per-pair outcomes to resample."""
-    accuracy, length_rule = metrics.get("eval_accuracy"), metrics.get("eval_length_baseline/accuracy")
+    """The same headline from the numbers ``rm train`` saves in ``alignflow.json`` (``model/``: ``eval_accuracy``,
+    ``eval_length_baseline/accuracy``, ``val_pairs``; ``best/``: the same without ``eval_``), or None when
+    they are missing. The interval is Wilson's for a binomial proportion: the saved numbers keep no
+    per-pair outcomes to resample."""
+    accuracy = metrics.get("eval_accuracy", metrics.get("accuracy"))
+    length_rule = metrics.get("eval_length_baseline/accuracy", metrics.get("length_baseline/accuracy"))
     pairs = int(metrics.get("val_pairs") or 0)
     if accuracy is None or length_rule is None or pairs < 1:
         return None

@@ -79,6 +79,8 @@ def test_saved_numbers_of_rm_train_give_the_same_headline():
     assert q["accuracy"]["low"] < 0.594  # 64 pairs cannot tell 64% from 59%
     assert is_weak(q)
     assert saved_pair_quality({"eval_accuracy": 0.7}) is None  # no length rule saved: not measured
+    best = saved_pair_quality({"accuracy": 0.641, "length_baseline/accuracy": 0.594, "val_pairs": 64})  # best/
+    assert best["accuracy"] == q["accuracy"]
 
 
 def test_the_weak_judge_rule_fires_at_the_length_rule_and_not_on_a_good_judge():

@@ -24,18 +24,19 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from alignflow.models import load_tokenizer, resolve_model  # noqa: E402
+from alignflow.models.loading import materialize  # noqa: E402
 
 
 @torch.no_grad()
 def reference_perplexity(reference: str, rows: list[dict], model_name: str) -> float:
     """exp(mean negative log-likelihood per response token) of ``model_name``'s responses under ``reference``."""
-    path = resolve_model(reference).path
+    path = materialize(resolve_model(reference)).path  # the embedded SmolLM2 is a GGUF, converted once
     tokenizer = load_tokenizer(reference)
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
     nll, tokens = 0.0, 0
     for row in rows:
-        prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
-        prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+        text = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         response = tokenizer(row["responses"][model_name]["text"], add_special_tokens=False)["input_ids"]
         if not response:
             continue

@@ -18,12 +18,13 @@ from rich.console import Console
 from transformers import AutoModelForSequenceClassification
 
 from alignflow.config.classify import ClassifierConfig
-from alignflow.config.loader import dump_config, to_dict
+from alignflow.config.loader import to_dict
 from alignflow.models import resolve_model
 from alignflow.models.loading import load_tokenizer, materialize
 from alignflow.models.saving import save_model
-from alignflow.runtime import autocast, set_seed, set_threads
+from alignflow.runtime import autocast
 from alignflow.trainers.labelled import held_out_accuracies, load_split
+from alignflow.trainers.run_setup import start_run
 
 
 def linear_schedule(step: int, total: int, warmup: int) -> float:
@@ -67,11 +68,7 @@ def train_classifier(cfg: ClassifierConfig, console: Console | None = None) -> t
     """Train, measure on the held-out rows and save; returns the model folder and the metrics."""
     console = console or Console()
     cfg.validate()
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    set_seed(cfg.seed)
-    set_threads(cfg.threads)
+    out = start_run(cfg, cfg.output_dir, seed=cfg.seed, threads=cfg.threads)
     started = time.perf_counter()
     train = load_split(cfg.data.train, cfg.data, max_samples=cfg.data.max_samples, key="data.train")
     labels = cfg.data.labels

@@ -198,6 +198,12 @@ class CausalLMDataConfig(DataConfig):
     # Same loss as padded batches, without computing the padding; training checks at start that the
     # model keeps packed sequences apart (models.forward.packing_is_exact) and refuses otherwise.
     packing: bool = True
+    # DPO and decoder reward models: each pair's prompt is computed once, followed by chosen and
+    # rejected under a block mask (alignflow.models.shared_prefix); the same log-probs and rewards.
+    # null (auto): wherever the model can (a causal decoder with sdpa or eager attention that passes
+    # the check at start); true: required (an error names this setting where the model cannot);
+    # false: each sequence whole. SFT has one response per prompt and ignores it.
+    share_prompt: bool | None = None
 
 
 @dataclass

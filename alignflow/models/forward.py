@@ -19,6 +19,7 @@ from alignflow.config.loader import ConfigError
 from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import IGNORE_INDEX
 from alignflow.models.loading import is_causal_decoder, value_head
+from alignflow.models.shared_prefix import SharedPrefixPack, sequence_logprob_positions
 
 
 def causal_lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -116,6 +117,24 @@ def labelled_token_logprobs(
         owners, count = sequence_ids[:, 1:][keep], int(sequence_ids.max()) + 1
     selected = hidden[:, :-1][keep]
     wanted = targets[keep]
+    sums = hidden.new_zeros(count, dtype=torch.float32)
+    for h, y, r in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens), owners.split(chunk_tokens)):
+        sums = sums.index_add(0, r, -F.cross_entropy(head(h).float(), y, reduction="none"))
+    return sums, torch.bincount(owners, minlength=count)
+
+
+def shared_prefix_logprobs(model: nn.Module, pack: SharedPrefixPack, label_starts: list[int] | torch.Tensor,
+                           chunk_tokens: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed next-token log-probs ``(sequences,)`` fp32 (differentiable) and label
+    counts, of a :class:`~alignflow.models.shared_prefix.SharedPrefixPack`: every token of sequence
+    ``s`` from ``label_starts[s]`` (its prompt length) on is labelled, as in
+    :func:`labelled_token_logprobs` with the output layer in chunks of ``chunk_tokens``."""
+    pack = pack.to(model.get_input_embeddings().weight.device)
+    hidden = last_hidden_state(model, pack.input_ids, pack.attention_mask(model), pack.position_ids)
+    _, head = causal_lm_parts(model)
+    owners, rows, columns, wanted = sequence_logprob_positions(pack, label_starts)
+    selected = hidden[rows, columns]
+    count = len(pack.lengths)
     sums = hidden.new_zeros(count, dtype=torch.float32)
     for h, y, r in zip(selected.split(chunk_tokens), wanted.split(chunk_tokens), owners.split(chunk_tokens)):
         sums = sums.index_add(0, r, -F.cross_entropy(head(h).float(), y, reduction="none"))

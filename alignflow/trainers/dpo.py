@@ -23,6 +23,7 @@ from alignflow.config.dpo import DPOConfig, DPOLossConfig
 from alignflow.config.loader import to_dict
 from alignflow.models import load_policy, read_metadata, save_model
 from alignflow.models.forward import packing_capacity
+from alignflow.models.shared_prefix import use_shared_prefix
 from alignflow.runtime import distributed
 from alignflow.runtime.launch import run_on_ranks
 from alignflow.trainers.data_parallel import DataParallelModel
@@ -83,13 +84,16 @@ def _train_dpo(cfg: DPOConfig, console: Console) -> DPOResult:
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad, dtype, micro = tokenizer.pad_token_id, cfg.model.dtype, cfg.train.micro_batch_size
     capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows
+    # Each pair's prompt once, then chosen and rejected (models.shared_prefix); auto: where the model can.
+    share = use_shared_prefix(model, cfg.model.name, "data.share_prompt", cfg.data.share_prompt)
     lengths = pairs.train_lengths
     splits = {"train": train_pairs, "validation": val_pairs}
     net = DataParallelModel(model)  # sharded by the loop, after the reference is computed
 
     reference: Reference
     if cfg.loss.reference == "lora":
-        reference = AdapterReference(model, splits, batch_size=micro, pad_token_id=pad, dtype=dtype, capacity=capacity)
+        reference = AdapterReference(model, splits, batch_size=micro, pad_token_id=pad, dtype=dtype, capacity=capacity,
+                                     share_prompt=share)
     else:
         # Only the pairs this run's step plan visits (the loop draws the same plan from the seed).
         visited = sorted({i for step in plan_steps(lengths, cfg.train) for mb in step for i in mb})
@@ -97,12 +101,13 @@ def _train_dpo(cfg: DPOConfig, console: Console) -> DPOResult:
             net.root, splits, {"train": visited, "validation": range(len(val_pairs))}, path=out / REFERENCE_FILE,
             fingerprint=reference_fingerprint(to_dict(cfg.model), splits), reuse=cfg.resume,
             batch_size=micro, pad_token_id=pad, dtype=dtype, console=console, capacity=capacity,
+            share_prompt=share,
         )
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [train_pairs[i] for i in indices]
         ref = reference.logps("train", indices)
-        policy, tokens = pair_logps(net.root, pairs, pad, dtype, capacity)
+        policy, tokens = pair_logps(net.root, pairs, pad, dtype, capacity, share)
         loss, _, stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()},
                                "tokens": sum(len(c.input_ids) + len(r.input_ids) for c, r in pairs)}
@@ -111,7 +116,7 @@ def _train_dpo(cfg: DPOConfig, console: Console) -> DPOResult:
 
     def evaluate() -> dict[str, float]:
         policy, tokens = batched_pair_logps(net.root, val_pairs, batch_size=micro, pad_token_id=pad, dtype=dtype,
-                                            capacity=capacity)
+                                            capacity=capacity, share_prompt=share)
         ref = reference.logps("validation", range(len(val_pairs)))
         loss, (chosen, rejected), stats = dpo_objective(policy, ref, tokens, cfg.loss)
         return {"loss": float(loss), **{k: float(v) for k, v in stats.items()},

@@ -30,7 +30,8 @@ import torch.distributed as dist
 from rich.console import Console
 
 from alignflow.data.tokenize import Encoded
-from alignflow.models.forward import labelled_token_logprobs
+from alignflow.models.forward import labelled_token_logprobs, shared_prefix_logprobs
+from alignflow.models.shared_prefix import pack_shared_prefix
 from alignflow.runtime import autocast, distributed
 from alignflow.trainers.data_parallel import run_forward
 from alignflow.trainers.sft import collate_sft, collate_sft_packed
@@ -40,11 +41,22 @@ REFERENCE_FILE = "reference_logps.pt"
 
 
 def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str,
-               capacity: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               capacity: int | None = None, share_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs ``(pairs, 2)`` fp32 (differentiable) and response token counts
     ``(pairs, 2)``, from one forward over the chosen rows and the rejected rows: right-padded, or
     with a ``capacity`` packed into rows of at most that many tokens (``data.packing``). ``model``: a
-    causal LM or the trainer's ``ForwardRoot`` over one."""
+    causal LM or the trainer's ``ForwardRoot`` over one.
+
+    ``share_prompt`` (``data.share_prompt``): each pair's prompt (and any first response tokens
+    chosen and rejected have in common) runs once, followed by both responses under a block mask
+    (``alignflow.models.shared_prefix``); pairs are packed into rows of ``capacity`` tokens, one
+    pair a row without one. The same sums, without computing the prompt twice."""
+    if share_prompt:
+        pack = pack_shared_prefix([[c.input_ids, r.input_ids] for c, r in pairs], capacity or 0, pad_token_id)
+        starts = [len(e.prompt_ids) for pair in pairs for e in pair]
+        with autocast(dtype):
+            sums, counts = run_forward(model, shared_prefix_logprobs, pack, starts)
+        return sums.view(-1, 2), counts.view(-1, 2)
     # The SFT collators label exactly the response tokens, which is the DPO mask too.
     rows = [c for c, _ in pairs] + [r for _, r in pairs]
     batch = collate_sft(rows, pad_token_id) if capacity is None else collate_sft_packed(rows, pad_token_id, capacity)
@@ -57,7 +69,8 @@ def pair_logps(model, pairs: Sequence[Pair], pad_token_id: int, dtype: str,
 
 @torch.no_grad()
 def batched_pair_logps(
-    model, pairs: Sequence[Pair], *, batch_size: int, pad_token_id: int, dtype: str, capacity: int | None = None
+    model, pairs: Sequence[Pair], *, batch_size: int, pad_token_id: int, dtype: str, capacity: int | None = None,
+    share_prompt: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pair_logps`` over many pairs, without gradients and in eval mode, in the order given.
 
@@ -71,7 +84,8 @@ def batched_pair_logps(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            logps[idx], counts[idx] = pair_logps(model, [pairs[i] for i in idx], pad_token_id, dtype, capacity)
+            logps[idx], counts[idx] = pair_logps(model, [pairs[i] for i in idx], pad_token_id, dtype, capacity,
+                                                 share_prompt)
     finally:
         model.train(was_training)
     return logps, counts
@@ -100,17 +114,19 @@ class AdapterReference:
     """The LoRA policy with its adapters off, computed on the fly for the requested pairs."""
 
     def __init__(self, model, pairs: dict[str, Sequence[Pair]], *, batch_size: int, pad_token_id: int,
-                 dtype: str, capacity: int | None = None) -> None:
+                 dtype: str, capacity: int | None = None, share_prompt: bool = False) -> None:
         if not hasattr(model, "disable_adapter"):
             raise ValueError("an adapter reference needs a LoRA (peft) model")
         self.model, self.pairs = model, pairs
         self.batch_size, self.pad_token_id, self.dtype, self.capacity = batch_size, pad_token_id, dtype, capacity
+        self.share_prompt = share_prompt
 
     def logps(self, split: str, indices: Sequence[int]) -> torch.Tensor:
         with self.model.disable_adapter():
             logps, _ = batched_pair_logps(self.model, [self.pairs[split][i] for i in indices],
                                           batch_size=self.batch_size, pad_token_id=self.pad_token_id,
-                                          dtype=self.dtype, capacity=self.capacity)
+                                          dtype=self.dtype, capacity=self.capacity,
+                                          share_prompt=self.share_prompt)
         return logps
 
 
@@ -138,6 +154,7 @@ def cached_reference(
     dtype: str,
     console: Console,
     capacity: int | None = None,
+    share_prompt: bool = False,
 ) -> CachedReference:
     """Reference log-probs of the ``needed`` pairs of each split, scored by ``model`` as it is now.
 
@@ -161,7 +178,8 @@ def cached_reference(
         if missing:
             mine = missing[distributed.rank() :: distributed.world_size()]
             scored, _ = batched_pair_logps(model, [pairs[i] for i in mine], batch_size=batch_size,
-                                           pad_token_id=pad_token_id, dtype=dtype, capacity=capacity)
+                                           pad_token_id=pad_token_id, dtype=dtype, capacity=capacity,
+                                           share_prompt=share_prompt)
             for indices, part in all_gather((mine, scored)):
                 values[indices] = part
             missing_total += len(missing)

@@ -28,6 +28,7 @@ from alignflow.data.tokenize import Encoded, pad_right
 from alignflow.models import load_reward_model, read_metadata, reward_head, value_head
 from alignflow.models.forward import last_hidden_state, packing_capacity
 from alignflow.models.reward_io import save_reward_model
+from alignflow.models.shared_prefix import pack_shared_prefix, use_shared_prefix
 from alignflow.runtime import autocast, distributed
 from alignflow.runtime.launch import run_on_ranks
 from alignflow.trainers.data_parallel import DataParallelModel
@@ -51,10 +52,17 @@ class RewardResult:
 
 
 def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int,
-                  capacity: int | None = None) -> dict[str, torch.Tensor]:
+                  capacity: int | None = None, share_prompt: bool = False) -> dict:
     """Chosen sequences first, then rejected: right-padded rows ``(2 * pairs, length)``, or with a
     ``capacity`` packed rows (``alignflow.data.packing``) plus ``last_token``: each sequence's
-    ``(row, index)`` of its final token, where a decoder reads the reward."""
+    ``(row, index)`` of its final token, where a decoder reads the reward.
+
+    ``share_prompt`` (``data.share_prompt``): ``shared_prefix``, a
+    :class:`~alignflow.models.shared_prefix.SharedPrefixPack` of each pair's prompt once followed
+    by chosen and rejected (pairs packed into rows of ``capacity`` tokens, one a row without one)."""
+    if share_prompt:
+        return {"shared_prefix": pack_shared_prefix([[c.input_ids, r.input_ids] for c, r in pairs], capacity or 0,
+                                                    pad_token_id)}
     sequences = [c.input_ids for c, _ in pairs] + [r.input_ids for _, r in pairs]
     if capacity is None:
         return pad_right(sequences, pad_token_id)
@@ -64,10 +72,14 @@ def collate_pairs(pairs: list[tuple[Encoded, Encoded]], pad_token_id: int,
     return {"input_ids": packed["input_ids"], "position_ids": packed["position_ids"], "last_token": last_token}
 
 
-def pair_scores(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def pair_scores(model, batch: dict) -> torch.Tensor:
     """Rewards ``(2 * pairs,)`` fp32 of a ``collate_pairs`` batch, chosen first, then rejected (a tensor
     of its own, not a view: it is what the trainer's root forward returns)."""
-    if "last_token" in batch:  # packed: the score head at each sequence's final token, as HF pools it
+    if "shared_prefix" in batch:  # the score head at each sequence's final token, pairs interleaved
+        pack = batch["shared_prefix"].to(model.get_input_embeddings().weight.device)
+        hidden = last_hidden_state(model, pack.input_ids, pack.attention_mask(model), pack.position_ids)
+        scores = value_head(model)(hidden[pack.last_tokens()])[:, 0].view(-1, 2).T.reshape(-1)
+    elif "last_token" in batch:  # packed: the score head at each sequence's final token, as HF pools it
         hidden = last_hidden_state(model, batch["input_ids"], None, batch["position_ids"])
         rows, index = batch["last_token"].unbind(1)
         scores = value_head(model)(hidden[rows, index])[:, 0]
@@ -97,10 +109,12 @@ def _train_reward_model(cfg: RewardConfig, console: Console) -> RewardResult:
         pairs.train_examples, pairs.train, pairs.validation, pairs.validation_sources)
     pad = tokenizer.pad_token_id
     capacity = packing_capacity(model, cfg.model.name, cfg.data)  # None: right-padded rows (encoders always)
+    # Each pair's prompt once, then chosen and rejected (decoders only; auto: where the model can).
+    share = use_shared_prefix(model, cfg.model.name, "data.share_prompt", cfg.data.share_prompt)
     net = DataParallelModel(model)
 
     def loss_fn(indices: list[int], weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate_pairs([train_pairs[i] for i in indices], pad, capacity)
+        batch = collate_pairs([train_pairs[i] for i in indices], pad, capacity, share)
         with autocast(cfg.model.dtype):
             chosen, rejected = split_pairs(net(pair_scores, batch))
         loss = bradley_terry_loss(chosen, rejected, margin=cfg.loss.margin or None)
@@ -113,7 +127,7 @@ def _train_reward_model(cfg: RewardConfig, console: Console) -> RewardResult:
     def score_validation() -> tuple[torch.Tensor, torch.Tensor]:
         chosen, rejected = [], []
         for start in range(0, len(val_pairs), cfg.train.micro_batch_size * 2):
-            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad, capacity)
+            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad, capacity, share)
             with autocast(cfg.model.dtype):
                 c, r = split_pairs(net(pair_scores, batch))
             chosen.append(c)

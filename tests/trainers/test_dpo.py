@@ -207,6 +207,21 @@ def test_dpo_learns_the_preference(tiny_llama_dir, preference_file, tmp_path, ov
     assert result.metrics["eval_loss"] < start.item()
 
 
+def test_shared_prompt_runs_train_like_unshared_ones(tiny_llama_dir, preference_file, tmp_path):
+    """data.share_prompt (each pair's prompt once, then chosen and rejected) changes which tokens
+    are computed, not the run: the same losses and metrics as a run without it, step by step."""
+    runs = {}
+    for share in ("true", "false"):
+        out = tmp_path / f"share-{share}"
+        train_dpo(dpo_config(tiny_llama_dir, preference_file, out, f"data.share_prompt={share}", "train.max_steps=4"))
+        runs[share] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(runs["true"]) == len(runs["false"]) > 0
+    for shared, whole in zip(runs["true"], runs["false"]):
+        for key in ("loss", "accuracy", "margin"):
+            if key in whole:
+                assert shared[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-5), key
+
+
 # ----------------------------------------------------------------------------- config and CLI
 
 

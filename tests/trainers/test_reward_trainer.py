@@ -7,7 +7,7 @@ from transformers import AutoModelForSequenceClassification
 from typer.testing import CliRunner
 
 from alignflow.cli.main import app
-from alignflow.config import RewardConfig, load_config
+from alignflow.config import ConfigError, RewardConfig, load_config
 from alignflow.config.schema import ModelConfig
 from alignflow.data.formatting import ChatFormatter
 from alignflow.data.tokenize import Encoded, PromptResponseEncoder
@@ -20,7 +20,7 @@ from alignflow.trainers.pair_eval import (
     length_correlation,
     source_name,
 )
-from alignflow.trainers.reward import collate_pairs, train_reward_model
+from alignflow.trainers.reward import collate_pairs, pair_scores, train_reward_model
 
 
 def rm_config(model_dir, data, out, *overrides):
@@ -79,6 +79,25 @@ def test_packed_pairs_give_the_padded_rewards(tiny_llama_dir):
     padded = collate_pairs(pairs, tokenizer.pad_token_id)
     with torch.no_grad():
         torch.testing.assert_close(pair_scores(model, packed), pair_scores(model, padded), atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prompt_pairs_give_the_padded_rewards(tiny_llama_dir):
+    """data.share_prompt: a pair's prompt once, then chosen and rejected (models.shared_prefix)."""
+    from alignflow.models import load_reward_model
+
+    model, tokenizer = load_reward_model(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"))
+    encoder = PromptResponseEncoder(tokenizer, ChatFormatter(tokenizer), max_length=64, max_prompt_length=24)
+    pairs = [encoder.encode_pair([{"role": "user", "content": q}], "Two plus two is four.", "No.") for q in QUESTIONS]
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        padded = pair_scores(model, collate_pairs(pairs, pad))
+        shared = pair_scores(model, collate_pairs(pairs, pad, 64, share_prompt=True))
+    torch.testing.assert_close(shared, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_share_prompt_on_an_encoder_is_refused_naming_the_setting(tiny_bert_dir, preference_file, tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.share_prompt.*not a causal decoder"):
+        train_reward_model(rm_config(tiny_bert_dir, preference_file, tmp_path / "run", "data.share_prompt=true"))
 
 
 def test_long_prompts_are_cut_from_the_left_keeping_the_response(tiny_llama_dir):

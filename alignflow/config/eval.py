@@ -201,7 +201,7 @@ class EvalConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     dtype: Literal["fp32", "bf16"] = "bf16"  # autocast for generation and scoring (weights stay fp32)
-    chat_template: Literal["auto", "chat", "plain", "tldr"] = "auto"
+    chat_template: Literal["auto", "chat", "plain", "tldr", "none"] = "auto"
     batch_size: int = 16  # prompts per generation batch and responses per reward-model batch
     max_prompt_length: int = 256  # tokens; longer prompts are cut from the left
     report_samples: int = 20  # prompts shown side by side in report.html (every one is in samples.jsonl)

@@ -9,6 +9,7 @@ the path and what to do.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -74,11 +75,12 @@ def _name_max(folder: Path) -> int:
 def check_data_source(key: str, source: str) -> None:
     """ConfigError for a data source that can only be a local path and does not exist.
 
-    A hub dataset is named ``org/name[:split]``: a name without a ``/``, with a data file suffix,
-    with path syntax or under a folder that exists here is a local path.
+    A glob pattern counts when it matches a file. A hub dataset is named ``org/name[:split]``: a name
+    without a ``/``, with a data file suffix, with path syntax or under a folder that exists here is a
+    local path.
     """
     path = Path(source).expanduser()
-    if path.exists():
+    if path.exists() or (set("*?[") & set(source) and glob.glob(str(path))):
         return
     hub_like = (source.count("/") == 1 and not source.startswith((".", "/", "~"))
                 and not path.name.lower().endswith(DATA_SUFFIXES) and not path.parent.is_dir())

@@ -83,17 +83,18 @@ def _referenced(value: Any) -> str:
     return stage if stage in STAGE_KINDS else ""
 
 
-def resolve_references(node: Any, outputs: dict[str, str]) -> Any:
-    """A copy of ``node`` with every ``@stage`` string replaced by that stage's output path."""
+def resolve_references(node: Any, outputs: dict[str, str], folders: dict[str, str] | None = None) -> Any:
+    """A copy of ``node`` with every ``@stage`` string replaced by that stage's output path, and every
+    ``@stage/name`` by the file ``name`` in that stage's folder (``folders``; default: its output)."""
     if dataclasses.is_dataclass(node):
-        return dataclasses.replace(node, **{f.name: resolve_references(getattr(node, f.name), outputs)
+        return dataclasses.replace(node, **{f.name: resolve_references(getattr(node, f.name), outputs, folders)
                                             for f in dataclasses.fields(node) if f.init})
     if isinstance(node, dict):
-        return {key: resolve_references(value, outputs) for key, value in node.items()}
+        return {key: resolve_references(value, outputs, folders) for key, value in node.items()}
     if isinstance(node, list):
-        return [resolve_references(value, outputs) for value in node]
+        return [resolve_references(value, outputs, folders) for value in node]
     stage = _referenced(node)
     if stage in outputs:
         _, _, name = node.partition("/")
-        return f"{outputs[stage]}/{name}" if name else outputs[stage]
+        return f"{(folders or outputs)[stage]}/{name}" if name else outputs[stage]
     return node

@@ -69,14 +69,16 @@ class LoraConfig:
 class ModelConfig:
     # An alias (smollm2-135m-instruct, minilm-l6), a Hugging Face id, a local folder or a .gguf file.
     name: str = "smollm2-135m-instruct"
-    # bf16 runs matmuls under bf16 autocast with fp32 master weights (about 2x faster on AVX512-BF16 CPUs).
+    # bf16 runs matmuls under bf16 autocast with fp32 master weights (about 2x faster on AVX512-BF16 CPUs;
+    # a CPU without native bf16 runs fp32 instead: alignflow.runtime.precision).
     dtype: Literal["fp32", "bf16"] = "bf16"
     gradient_checkpointing: bool = False
     # Dropout makes log-probs and rewards noisy functions of the weights; RLHF switches it off.
     disable_dropout: bool = True
     # auto: the tokenizer's own chat template when it has one, else a plain Human:/Assistant: template.
     # tldr: the summarisation layout of Stiennon et al. 2020 (SUBREDDIT/TITLE/POST ... TL;DR:).
-    chat_template: Literal["auto", "chat", "plain", "tldr"] = "auto"
+    # none: the prompt's text as it is, for the model to continue (a review's opening words, say).
+    chat_template: Literal["auto", "chat", "plain", "tldr", "none"] = "auto"
     # Keep only the first N transformer blocks (null = all). A reward model reads a preference
     # signal from the middle of a small LM about as well as from its top, at a fraction of the cost.
     num_layers: int | None = None

@@ -9,6 +9,8 @@ in the classic RLHF datasets. A system message is rendered as a bare line in tha
 a token budget, the post is cut at a word boundary, keeping its start as the paper does (its code
 cuts at the last newline that fits), so the header and ``TL;DR:`` always survive; the response
 follows after exactly one space.
+``none`` is no template: the prompt's text as it is (turns joined by blank lines) and the response
+right after it, for continuation tasks (a movie review's opening words).
 The EOS token is appended by the tokenizing code, not here.
 """
 
@@ -22,8 +24,8 @@ from alignflow.data.types import Message
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Template = Literal["auto", "chat", "plain", "tldr"]
-TEMPLATES: tuple[Template, ...] = ("auto", "chat", "plain", "tldr")
+Template = Literal["auto", "chat", "plain", "tldr", "none"]
+TEMPLATES: tuple[Template, ...] = ("auto", "chat", "plain", "tldr", "none")
 PLAIN_LABELS = {"system": "", "user": "Human: ", "assistant": "Assistant: "}
 PLAIN_GENERATION_PROMPT = "\n\nAssistant:"
 TLDR_GENERATION_PROMPT = "\n\nTL;DR:"
@@ -43,6 +45,7 @@ class ChatFormatter:
         uses_chat_template = template == "chat" or (template == "auto" and has_chat_template)
         self._chat_tokenizer = tokenizer if uses_chat_template else None
         self._tldr_tokenizer = tokenizer if template == "tldr" else None
+        self._raw = template == "none"
 
     @property
     def uses_chat_template(self) -> bool:
@@ -58,6 +61,8 @@ class ChatFormatter:
             return self._tldr_prompt("\n\n".join(m["content"] for m in messages), max_tokens)
         if self._chat_tokenizer is not None:
             return self._chat_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self._raw:
+            return "\n\n".join(m["content"] for m in messages)
         turns = "".join(f"\n\n{PLAIN_LABELS[m['role']]}{m['content']}" for m in messages)
         return turns + PLAIN_GENERATION_PROMPT
 
@@ -65,7 +70,7 @@ class ChatFormatter:
         """The text that follows :meth:`prompt_text` (the plain layout has a space after the colon)."""
         if self._tldr_tokenizer is not None:  # generated summaries already start with one: never two
             return " " + response.lstrip()
-        return response if self.uses_chat_template else " " + response
+        return response if self.uses_chat_template or self._raw else " " + response
 
     def _tldr_prompt(self, content: str, max_tokens: int | None) -> str:
         """``content`` + ``TL;DR:``, its post cut at the longest word boundary that fits ``max_tokens``."""

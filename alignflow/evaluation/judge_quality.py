@@ -9,13 +9,21 @@ Any scorer kind works: only ``score(prompts, responses)`` and, for saved numbers
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from alignflow.evaluation.generate import Scorer
-from alignflow.evaluation.pair_quality import Bootstrap, is_weak, pair_quality, saved_pair_quality, verdict
+from alignflow.evaluation.pair_quality import (
+    Bootstrap,
+    is_weak,
+    labelled_quality,
+    pair_quality,
+    saved_pair_quality,
+    verdict,
+)
 
 ROLE_NAMES = {"proxy": "proxy reward model", "judge": "judge"}
 
@@ -32,7 +40,9 @@ def measure_scorers(scorers: dict[str, tuple[str, Scorer]], *, eval_pairs: str =
             console.print(f"measuring the {ROLE_NAMES.get(role, role)} on {len(examples)} pairs of {eval_pairs}")
             quality, where = pair_quality(score_pairs(scorer, examples), boot), f"judge_eval_pairs ({eval_pairs})"
         else:
-            quality, where = _saved_quality(path, boot.level), "its own validation pairs (saved by rm train)"
+            quality = _saved_quality(path, boot.level)
+            where = ("its held-out labelled texts (saved by its trainer)" if quality and quality.get("kind") == "labels"
+                     else "its own validation pairs (saved by rm train)")
         results[role] = judge_entry(role, path, quality, where if quality else None)
     return results
 
@@ -47,7 +57,10 @@ def _saved_quality(path: str, level: float) -> dict[str, Any] | None:
 
     if not path or not Path(path).is_dir():
         return None
-    metrics = read_metadata(path).get("metrics", {})
+    text_model = Path(path) / "text_classifier.json"  # a TF-IDF judge keeps its metrics in its one file
+    metrics = (json.loads(text_model.read_text()) if text_model.is_file() else read_metadata(path)).get("metrics", {})
+    if (labels := labelled_quality(metrics)) is not None:
+        return labels
     if "val_pairs" not in metrics:  # best/ keeps the eval metrics only; the run's final model/ has the count
         final = read_metadata(Path(path).parent / "model").get("metrics", {})
         metrics = {**metrics, "val_pairs": final.get("val_pairs")}

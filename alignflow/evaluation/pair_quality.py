@@ -95,10 +95,29 @@ def wilson_interval(proportion: float, n: int, level: float = 0.95) -> tuple[flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def labelled_quality(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """A classifier's headline from the numbers its trainer saves (``test_accuracy`` on held-out labelled
+    texts, the accuracy on their first words, the majority label's share), or None when they are missing.
+    Such a judge rates one property (a review's sentiment), not preferences: its baseline is always
+    answering the majority label, and length plays no part in its labels."""
+    accuracy = metrics.get("test_accuracy")
+    if not isinstance(accuracy, dict):
+        return None
+    short = {key: value for key, value in metrics.items() if key.startswith("test_accuracy_first")}
+    majority = metrics.get("test_majority_rate", 0.5)  # older folders: IMDB's balanced test set
+    return {"kind": "labels", "texts": accuracy["n"], "accuracy": {**accuracy, "method": "wilson"},
+            "short": next(iter(short.items()), None), "majority_rule": {"value": majority, "low": None, "high": None}}
+
+
 def is_weak(quality: dict[str, Any]) -> bool:
-    """The accuracy interval's lower end does not clear the length rule's accuracy on the same pairs."""
+    """The accuracy interval's lower end does not clear the baseline: the length rule's accuracy on the
+    same pairs, or the majority label's share for a classifier."""
     low = quality["accuracy"]["low"]
-    return (quality["accuracy"]["value"] if low is None else low) <= quality["length_rule"]["value"]
+    return (quality["accuracy"]["value"] if low is None else low) <= _baseline(quality)["value"]
+
+
+def _baseline(quality: dict[str, Any]) -> dict[str, Any]:
+    return quality["majority_rule"] if quality.get("kind") == "labels" else quality["length_rule"]
 
 
 def verdict(role: str, quality: dict[str, Any] | None) -> str:
@@ -106,7 +125,10 @@ def verdict(role: str, quality: dict[str, Any] | None) -> str:
     if quality is None:
         return (f"The {role} was not measured on preference pairs (no saved validation accuracy and no "
                 "judge_eval_pairs), so nothing here says whether it beats \"the longer response wins\".")
-    acc, rule = quality["accuracy"], quality["length_rule"]["value"]
+    acc = quality["accuracy"]
+    if quality.get("kind") == "labels":
+        return _labels_verdict(role, quality)
+    rule = quality["length_rule"]["value"]
     measured = (f"{acc['value']:.1%} [{acc['low']:.1%}, {acc['high']:.1%}] on {quality['pairs']} held-out pairs "
                 f"against {rule:.1%} for \"the longer response wins\"")
     if is_weak(quality):
@@ -114,3 +136,18 @@ def verdict(role: str, quality: dict[str, Any] | None) -> str:
                 "but its win rates and shifts are not evidence that they got better.")
     return (f"The {role} scores {measured}: its win rates are evidence of preferences beyond length, "
             "on pairs like those it was measured on.")
+
+
+def _labels_verdict(role: str, quality: dict[str, Any]) -> str:
+    acc, majority = quality["accuracy"], quality["majority_rule"]["value"]
+    short = ""
+    if quality.get("short"):
+        key, value = quality["short"]
+        words = key.removeprefix("test_accuracy_first").removesuffix("words")
+        short = f" ({value['value']:.1%} on their first {words} words)"
+    measured = (f"labels {acc['value']:.1%} [{acc['low']:.1%}, {acc['high']:.1%}] of {quality['texts']} held-out "
+                f"labelled texts correctly{short} against {majority:.1%} for always the majority label")
+    if is_weak(quality):
+        return f"The {role} {measured}: its rates are not evidence of the property it was trained to label."
+    return (f"The {role} {measured}: its rates are evidence of that property on texts like those, less so "
+            "on texts much shorter than them.")

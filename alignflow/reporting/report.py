@@ -86,17 +86,20 @@ def judges_table(metrics: dict[str, Any]) -> str:
     rows = []
     for role, j in judges.items():
         q = j["quality"] or {}
+        labels = q.get("kind") == "labels"  # a classifier: labelled texts and the majority label, not pairs
+        count = f"{q['texts']} texts" if labels else q.get("pairs", "–")
+        baseline = f"majority {pct1_est(q['majority_rule'])}" if labels else pct1_est(q.get("length_rule"))
         status = "weak: not evidence" if j["weak"] else ("not measured" if j["weak"] is None else "clears the rule")
         rows.append(f"<tr class='{'flag' if j['weak'] else ''}'><td>{esc(role)}</td>"
                     f"<td style='text-align:left'>{esc(j['model'])}</td>"
                     f"<td style='text-align:left'>{esc(j['measured_on'] or '–')}</td>"
-                    f"<td>{esc(q.get('pairs', '–'))}</td>"
-                    f"<td>{esc(pct1_est(q.get('accuracy')))}</td><td>{esc(pct1_est(q.get('length_rule')))}</td>"
+                    f"<td>{esc(count)}</td><td>{esc(pct1_est(q.get('accuracy')))}</td><td>{esc(baseline)}</td>"
                     f"<td>{esc(status)}</td></tr>")
     return ("<section id='judges'><h2>Judges</h2><p class='muted'>Each scorer's accuracy on held-out preference "
-            "pairs (ties half) beside \"the longer response wins\" on the same pairs. A scorer whose interval does "
-            "not clear the length rule is weak: its preferences may be length.</p><table><tr><th>role</th>"
-            "<th>model</th><th>measured on</th><th>pairs</th><th>accuracy [CI]</th><th>longer wins</th>"
+            "pairs (ties half) beside \"the longer response wins\" on the same pairs; a classifier's on held-out "
+            "labelled texts beside always answering the majority label. A scorer whose interval does not clear "
+            "its baseline is weak: its preferences may be length (or chance).</p><table><tr><th>role</th>"
+            "<th>model</th><th>measured on</th><th>pairs / texts</th><th>accuracy [CI]</th><th>baseline</th>"
             f"<th>verdict</th></tr>{''.join(rows)}</table></section>")
 
 

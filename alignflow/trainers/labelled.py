@@ -49,7 +49,9 @@ def accuracy(predicted: list[int], rows: list[LabelledText]) -> dict:
 
 
 def held_out_accuracies(predict: Callable[[list[str]], list[int]], test: list[LabelledText], probe_words: int) -> dict:
-    """Accuracy on the test texts and on their first ``probe_words`` words."""
+    """Accuracy on the test texts and on their first ``probe_words`` words, and the share of the most
+    common label (what always answering it would score)."""
     short = [LabelledText(first_words(r.text, probe_words), r.label, r.source) for r in test]
-    return {"test_accuracy": accuracy(predict([r.text for r in test]), test),
+    majority = max(sum(r.label == label for r in test) for label in {r.label for r in test}) / max(len(test), 1)
+    return {"test_accuracy": accuracy(predict([r.text for r in test]), test), "test_majority_rate": round(majority, 4),
             f"test_accuracy_first{probe_words}words": accuracy(predict([r.text for r in short]), short)}

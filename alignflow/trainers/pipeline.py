@@ -83,9 +83,10 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None, *, stage_dir: S
     dump_config(cfg, run_dir / "run_config.yaml")
     stage_dir = stage_dir or (lambda stage, _fp: run_dir / stage)
     outputs: dict[str, str] = {}
+    folders: dict[str, str] = {}
     records: dict[str, dict[str, Any]] = {}
     for stage in cfg.stages:
-        section = resolve_references(cfg.section(stage), outputs)
+        section = resolve_references(cfg.section(stage), outputs, folders)
         fp = fingerprint(section)
         folder = stage_dir(stage, fp)
         section = dataclasses.replace(section, output_dir=str(folder))
@@ -97,7 +98,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None, *, stage_dir: S
             record = {"stage": stage, "output": str(output), "fingerprint": fp,
                       "wall_s": round(time.time() - started, 1), "metrics": _plain(metrics)}
             (folder / STAGE_DONE).write_text(json.dumps(record, indent=2))
-        outputs[stage] = record["output"]
+        outputs[stage], folders[stage] = record["output"], str(folder)
         records[stage] = record
     summary = {"run_dir": str(run_dir), "stages": records,
                "wall_s": round(sum(r["wall_s"] for r in records.values()), 1)}

@@ -35,6 +35,7 @@ from alignflow.models.saving import save_model, write_metadata
 from alignflow.runtime import distributed
 from alignflow.runtime.optim import build_optimizer, build_scheduler
 from alignflow.runtime.optimizer_state import load_optimizer_state, save_optimizer_state
+from alignflow.runtime.precision import effective_dtype
 from alignflow.workers.base import NonFiniteWeightsError, add_weighted, loss_weight, micro_batch_weights
 
 OPTIMIZER_DIR, SCHEDULE_FILE = "optimizer", "schedule.json"
@@ -54,7 +55,7 @@ def shard(module: nn.Module, blocks: nn.ModuleList, dtype: str, device: torch.de
 
     mesh = init_device_mesh(device.type, (distributed.world_size(),))
     options = {"mesh": mesh, "offload_policy": CPUOffloadPolicy() if offload else OffloadPolicy()}
-    if dtype == "bf16":
+    if effective_dtype(dtype, device.type) == "bf16":
         options["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     for block in blocks:
         fully_shard(block, **options)

@@ -34,7 +34,7 @@ from alignflow.models.forward import HeadAtPositions, packs_exactly, response_lo
 from alignflow.models.loading import transformer_blocks
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.sampling import seed_for
-from alignflow.runtime import autocast, resolve_device
+from alignflow.runtime import autocast, effective_dtype, resolve_device
 from alignflow.workers.base import dispatch
 from alignflow.workers.engine import TrainingEngine, is_sharded, load_rank_rng, save_rank_rng, shard
 
@@ -50,7 +50,8 @@ def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
     copy in bf16 or fp32; ``weights`` as resolved by :attr:`RLConfig.rollout_weights`."""
     if weights == "shared":
         return policy
-    dtype = torch.bfloat16 if weights == "bf16" else torch.float32
+    device_type = next(policy.parameters()).device.type
+    dtype = torch.bfloat16 if effective_dtype(weights, device_type) == "bf16" else torch.float32
     # Seed deepcopy's memo with the cast parameters, so no second fp32 copy is materialised on the
     # way (tied weights stay tied: they are one parameter object).
     memo = {id(p): nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False) for p in policy.parameters()}

@@ -35,6 +35,13 @@ def test_plain_prompt_plus_response_is_the_original_hh_dialogue():
     assert formatter.prompt_text(prompt) + formatter.response_text(final["content"]) == dialogue
 
 
+def test_none_continues_the_prompts_text_as_it_is(chat_tokenizer):
+    formatter = ChatFormatter(chat_tokenizer, template="none")
+    assert not formatter.uses_chat_template
+    prompt = [{"role": "user", "content": "This film was"}]
+    assert formatter.prompt_text(prompt) + formatter.response_text(" a delight.") == "This film was a delight."
+
+
 def test_plain_can_be_forced_and_chat_requires_a_template(chat_tokenizer, plain_tokenizer):
     assert not ChatFormatter(chat_tokenizer, template="plain").uses_chat_template
     assert ChatFormatter(chat_tokenizer, template="chat").uses_chat_template

@@ -13,6 +13,7 @@ from alignflow.evaluation.pair_quality import (
     Bootstrap,
     PairScores,
     is_weak,
+    labelled_quality,
     pair_quality,
     saved_pair_quality,
     verdict,
@@ -97,3 +98,23 @@ def test_the_weak_judge_rule_fires_at_the_length_rule_and_not_on_a_good_judge():
     assert judge_entry("judge", "rm", good, "pairs")["weak"] is False
     assert "not evidence" in verdict("judge", at_rule) and "beyond length" in verdict("judge", good)
     assert judge_entry("judge", "clf", None, None)["weak"] is None  # not measured: no claim either way
+
+
+def test_a_classifier_judge_is_measured_on_its_labelled_texts_against_the_majority_label(tmp_path):
+    from alignflow.evaluation.judge_quality import _saved_quality
+
+    def saved(correct: int, n: int = 1000) -> dict:
+        low, high = wilson_interval(correct / n, n)
+        return {"test_accuracy": {"value": correct / n, "low": low, "high": high, "n": n},
+                "test_accuracy_first40words": {"value": 0.75, "low": 0.72, "high": 0.78, "n": n},
+                "test_majority_rate": 0.52}
+
+    good, chance = labelled_quality(saved(890)), labelled_quality(saved(530))
+    assert not is_weak(good) and is_weak(chance)  # 53% [49.9, 56.1] does not clear always-majority's 52%
+    assert "89.0% [86.9%, 90.8%] of 1000 held-out labelled texts correctly (75.0% on their first 40 words)" in (
+        verdict("judge", good))
+    assert "not evidence" in verdict("judge", chance)
+    # A TF-IDF judge keeps its metrics in text_classifier.json; an rm-train folder has none of these keys.
+    (tmp_path / "text_classifier.json").write_text(__import__("json").dumps({"metrics": saved(890)}))
+    assert _saved_quality(str(tmp_path), 0.95) == good
+    assert labelled_quality({"eval_accuracy": 0.6}) is None

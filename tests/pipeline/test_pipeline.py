@@ -63,6 +63,12 @@ def test_references_resolve_to_earlier_stage_outputs(tmp_path, tiny_llama_dir, d
     assert resolved.model.name == "/x/sft/model" and cfg.dpo.model.name == "@sft"
 
 
+def test_a_file_reference_is_in_the_stages_folder_not_its_model_folder():
+    section = {"model": "@ppo", "prompts": "@ppo/validation.jsonl"}
+    resolved = resolve_references(section, {"ppo": "/x/ppo/model"}, {"ppo": "/x/ppo"})
+    assert resolved == {"model": "/x/ppo/model", "prompts": "/x/ppo/validation.jsonl"}
+
+
 def test_reference_to_a_later_or_missing_stage_is_a_config_error(tmp_path, tiny_llama_dir, data_files):
     sft, pairs = data_files
     path = write_config(tmp_path / "run.yaml", tiny_llama_dir, pairs, sft, ["rm", "sft"])

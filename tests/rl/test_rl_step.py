@@ -110,7 +110,8 @@ def test_resume_from_a_mid_run_checkpoint_gives_the_same_final_weights(ppo_confi
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, lora):
+def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, lora, monkeypatch):
+    monkeypatch.setattr("alignflow.runtime.precision.native_bf16", lambda device_type="cpu": True)
     cfg = ppo_config("model.dtype=bf16", "train.steps=1",
                      *(["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8"] if lora else []))
     assert cfg.rollout.weights == "auto"  # bf16 model dtype -> a bf16 engine copy

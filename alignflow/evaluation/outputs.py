@@ -17,6 +17,7 @@ from alignflow.data.types import PromptExample
 from alignflow.evaluation.compare import Comparison, ModelStats
 from alignflow.evaluation.inputs import EvalInputs
 from alignflow.evaluation.judge import JudgeResult
+from alignflow.evaluation.pair_quality import baseline
 from alignflow.evaluation.per_model import ModelEval
 from alignflow.evaluation.probes import RefusalReport, is_refusal
 
@@ -117,7 +118,8 @@ def flat_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     for role, entry in metrics.get("judges", {}).items():
         if entry["quality"]:
             out[f"judges/{role}/accuracy"] = float(entry["quality"]["accuracy"]["value"])
-            out[f"judges/{role}/length_rule"] = float(entry["quality"]["length_rule"]["value"])
+            name, rule = baseline(entry["quality"])
+            out[f"judges/{role}/{name}"] = float(rule["value"])
     out["alerts"] = float(len(metrics["alerts"]))
     return out
 

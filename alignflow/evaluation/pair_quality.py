@@ -113,11 +113,13 @@ def is_weak(quality: dict[str, Any]) -> bool:
     """The accuracy interval's lower end does not clear the baseline: the length rule's accuracy on the
     same pairs, or the majority label's share for a classifier."""
     low = quality["accuracy"]["low"]
-    return (quality["accuracy"]["value"] if low is None else low) <= _baseline(quality)["value"]
+    return (quality["accuracy"]["value"] if low is None else low) <= baseline(quality)[1]["value"]
 
 
-def _baseline(quality: dict[str, Any]) -> dict[str, Any]:
-    return quality["majority_rule"] if quality.get("kind") == "labels" else quality["length_rule"]
+def baseline(quality: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(name, estimate) of what a scorer must beat: the length rule, or a classifier's majority label."""
+    return ("majority_rule", quality["majority_rule"]) if quality.get("kind") == "labels" else (
+        "length_rule", quality["length_rule"])
 
 
 def verdict(role: str, quality: dict[str, Any] | None) -> str:

@@ -16,7 +16,7 @@ from alignflow.data.types import PromptExample
 from alignflow.evaluation.inputs import EvalInputs, sample_in_order
 from alignflow.evaluation.judge_quality import judge_entry
 from alignflow.evaluation.outputs import flat_scalars, sample_rows
-from alignflow.evaluation.pair_quality import saved_pair_quality
+from alignflow.evaluation.pair_quality import labelled_quality, saved_pair_quality
 from alignflow.evaluation.per_model import ModelEval, ResponseSet
 from alignflow.evaluation.runner import summarize
 from alignflow.reporting.eval_plots import draw_plots
@@ -197,3 +197,17 @@ def test_trackers_log_when_installed(monkeypatch, tmp_path):
                      ("mlflow.uri", "file:/x"), ("mlflow.experiment", "e"), ("mlflow.log", {"pol_i_/kl": 2.0}),
                      ("mlflow.artifact", "report.html"), ("mlflow.end",)]
     assert mlflow_key("a b/c.d-e_f:g") == "a b/c.d-e_f_g"
+
+
+def test_a_classifier_judge_shows_its_labelled_accuracy_and_the_majority_label_in_the_report():
+    cfg, inputs, models = hacked_run()
+    classifier = labelled_quality({"test_accuracy": {"value": 0.89, "low": 0.87, "high": 0.91, "n": 1000},
+                                   "test_majority_rate": 0.5})
+    judges = {"proxy": judge_entry("proxy", "rm", measured(0.75, 0.55), "validation pairs"),
+              "judge": judge_entry("judge", "tfidf", classifier, "labelled texts")}
+    metrics, _ = summarize(cfg, inputs, models, judges=judges)
+    samples = sample_rows(inputs, models)
+    page = render_report(metrics, samples, draw_plots(metrics, samples))
+    assert "Weak judge warning" not in page and "<td>1000 texts</td>" in page and "majority 50.0%" in page
+    scalars = flat_scalars(metrics)
+    assert scalars["judges/judge/majority_rule"] == 0.5 and scalars["judges/proxy/length_rule"] == 0.55

@@ -156,6 +156,17 @@ class RLTrainConfig:
     # torch.compile the actor's and critic's transformer blocks (as train.compile in SFT): faster
     # log-prob passes and updates after a first step that compiles. Rollouts keep their own copy.
     compile: bool = False
+    # The log-prob, value and update passes compute each prompt once for all its samples in a
+    # forward (a group's n responses after one prompt, under a block mask: models.shared_prefix).
+    # null (auto): wherever the model can (a causal decoder with sdpa or eager attention that passes
+    # the check at start; not with train.compile, whose blocks are not yet checked with the 4D
+    # mask); true: required (an error names this setting where the model cannot); false: off.
+    share_prompt: bool | None = None
+
+    @property
+    def share_prompt_request(self) -> bool | None:
+        """``share_prompt`` for ``models.shared_prefix.use_shared_prefix``: auto is off under ``compile``."""
+        return False if self.share_prompt is None and self.compile else self.share_prompt
 
     def optim_config(self, lr: float) -> TrainConfig:
         """The shared optimizer/schedule settings, for `build_optimizer` / `build_scheduler`."""

@@ -19,7 +19,7 @@ from alignflow.config.loader import ConfigError
 from alignflow.data.packing import pack_sequences
 from alignflow.data.tokenize import IGNORE_INDEX
 from alignflow.models.loading import is_causal_decoder, value_head
-from alignflow.models.shared_prefix import SharedPrefixPack, sequence_logprob_positions
+from alignflow.models.shared_prefix import SharedPrefixPack, pack_shared_prefix, sequence_logprob_positions
 
 
 def causal_lm_parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -195,7 +195,7 @@ def sequence_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def response_inputs(model: nn.Module, batch: Batch, packed: bool | None = None
+def response_inputs(model: nn.Module, batch: Batch, packed: bool | None = None, *, share: bool = False
                     ) -> tuple[dict[str, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]:
     """The :class:`HeadAtPositions` inputs that score every real response token, and where each
     lands in the batch, ``(row, t)``.
@@ -206,11 +206,18 @@ def response_inputs(model: nn.Module, batch: Batch, packed: bool | None = None
     response tokens are packed back to back, so neither the left padding of short prompts nor the
     right padding of short responses is computed. Other models run the padded rows, with positions
     from the attention mask so that left padding does not shift them.
+
+    ``share`` (``train.share_prompt``; the caller checked the model with
+    ``models.shared_prefix.use_shared_prefix``): rows with the same prompt (a group's n samples)
+    form one group of a :func:`~alignflow.models.shared_prefix.pack_shared_prefix` pack, the
+    prompt computed once, and the 4D block mask goes in ``attention_mask``.
     """
     prompt_ids, response_ids = batch["prompt_ids"], batch["response_ids"]
     device = prompt_ids.device
     response_lengths = batch["response_mask"].sum(-1)
     row, t = (torch.arange(response_ids.shape[1], device=device) < response_lengths[:, None]).nonzero(as_tuple=True)
+    if share:
+        return _shared_response_inputs(model, batch, response_lengths, row, t), (row, t)
     if packed is None:
         packed = packs_exactly(model)
     if not packed:
@@ -230,19 +237,42 @@ def response_inputs(model: nn.Module, batch: Batch, packed: bool | None = None
     return inputs, (row, t)
 
 
+def _shared_response_inputs(model: nn.Module, batch: Batch, response_lengths: torch.Tensor, row: torch.Tensor,
+                            t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`response_inputs` over a shared-prefix pack: rows grouped by their real prompt tokens
+    (in order of first appearance), packed into rows as wide as the padded ones."""
+    prompt_ids, response_ids, prompt_mask = batch["prompt_ids"], batch["response_ids"], batch["prompt_mask"].bool()
+    prompts = [tuple(p[m].tolist()) for p, m in zip(prompt_ids, prompt_mask)]
+    members: dict[tuple[int, ...], list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        members.setdefault(prompt, []).append(i)
+    lengths = response_lengths.tolist()
+    groups = [[list(prompt) + response_ids[i, : lengths[i]].tolist() for i in rows]
+              for prompt, rows in members.items()]
+    sequence_of_row = torch.empty(len(prompts), dtype=torch.long)
+    sequence_of_row[[i for rows in members.values() for i in rows]] = torch.arange(len(prompts))
+    width = prompt_ids.shape[1] + response_ids.shape[1]
+    pack = pack_shared_prefix(groups, width, pad_token_id=0).to(prompt_ids.device)
+    prompt_lengths = prompt_mask.sum(-1)
+    rows, columns = pack.where(sequence_of_row.to(prompt_ids.device)[row], prompt_lengths[row] - 1 + t)
+    return {"input_ids": pack.input_ids, "attention_mask": pack.attention_mask(model),
+            "position_ids": pack.position_ids, "rows": rows, "columns": columns}
+
+
 def _scatter(values: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], shape: torch.Size) -> torch.Tensor:
     """``(N,)`` values into a zero ``shape`` tensor at ``where`` (differentiable)."""
     return values.new_zeros(shape).index_put(where, values)
 
 
 def response_logprobs(model: nn.Module, batch: Batch, temperature: float, *, with_entropy: bool = False,
-                      packed: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      packed: bool | None = None, share: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``(B, R)`` of the response tokens under ``softmax(logits / temperature)``, and
     optionally the entropy ``(B, R)`` of that distribution; both 0 on padding.
 
-    ``model``: a causal LM or its :class:`HeadAtPositions` (the form sharded training wraps)."""
+    ``model``: a causal LM or its :class:`HeadAtPositions` (the form sharded training wraps);
+    ``share``: each prompt computed once for all its rows (see :func:`response_inputs`)."""
     module = as_head_at_positions(model, "lm")
-    inputs, where = response_inputs(module.model, batch, packed)
+    inputs, where = response_inputs(module.model, batch, packed, share=share)
     logits = module(**inputs)
     shape = batch["response_ids"].shape
     logprobs = _scatter(logprobs_from_logits(logits, batch["response_ids"][where], temperature), where, shape)
@@ -250,11 +280,13 @@ def response_logprobs(model: nn.Module, batch: Batch, temperature: float, *, wit
     return logprobs, entropy
 
 
-def token_values(model: nn.Module, batch: Batch, offset: float = 0.0, *, packed: bool | None = None) -> torch.Tensor:
+def token_values(model: nn.Module, batch: Batch, offset: float = 0.0, *, packed: bool | None = None,
+                 share: bool = False) -> torch.Tensor:
     """Values ``(B, R)`` fp32 of the states before each response token; 0 on padding.
 
-    ``model``: a one-output sequence-classification model or its :class:`HeadAtPositions`."""
+    ``model``: a one-output sequence-classification model or its :class:`HeadAtPositions`;
+    ``share``: each prompt computed once for all its rows (see :func:`response_inputs`)."""
     module = as_head_at_positions(model, "value")
-    inputs, where = response_inputs(module.model, batch, packed)
+    inputs, where = response_inputs(module.model, batch, packed, share=share)
     values = module(**inputs).squeeze(-1).float() + offset
     return _scatter(values, where, batch["response_ids"].shape)

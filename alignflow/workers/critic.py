@@ -39,6 +39,7 @@ from alignflow.models import (
 )
 from alignflow.models.forward import packs_exactly, token_values
 from alignflow.models.reward_io import OFFSET_KEY
+from alignflow.models.shared_prefix import use_shared_prefix
 from alignflow.runtime import autocast, resolve_device
 from alignflow.workers.base import dispatch
 from alignflow.workers.engine import TrainingEngine, load_rank_rng, save_rank_rng
@@ -102,6 +103,9 @@ class CriticWorker:
             disable_dropout(model)
         model.to(self.device)
         packs_exactly(model)  # decided once on the whole model, before it is sharded
+        # Each prompt once for all its samples (models.shared_prefix): the critic's own decision.
+        self.share = use_shared_prefix(model, f"the critic ({init})", "train.share_prompt",
+                                       cfg.train.share_prompt_request)
         if cfg.train.compile:
             compile_blocks(model)
         train = cfg.train
@@ -120,7 +124,7 @@ class CriticWorker:
         """``values`` ``(B, R)`` at rollout time (the clipping anchor of the value loss)."""
         self.engine.module.eval()
         with autocast(self.cfg.model.dtype, self.device.type):
-            values = token_values(self.engine.module, batch.to(self.device), self.offset)
+            values = token_values(self.engine.module, batch.to(self.device), self.offset, share=self.share)
         return Batch(tensors={"values": values.cpu()})
 
     @dispatch("broadcast")
@@ -132,7 +136,7 @@ class CriticWorker:
 
         def loss_fn(micro: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
             with autocast(self.cfg.model.dtype, self.device.type):
-                values = token_values(self.engine.module, micro, self.offset)
+                values = token_values(self.engine.module, micro, self.offset, share=self.share)
             mask = micro["response_mask"]
             value_loss, metrics = clipped_value_loss(values, micro["values"], micro["returns"], mask,
                                                      clip_eps=algo.vf_clip, loss_agg_mode=algo.loss_agg_mode)

@@ -32,6 +32,7 @@ from alignflow.config.rl import RLConfig, RolloutConfig
 from alignflow.models import compile_blocks, load_policy
 from alignflow.models.forward import HeadAtPositions, packs_exactly, response_logprobs
 from alignflow.models.loading import transformer_blocks
+from alignflow.models.shared_prefix import use_shared_prefix
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.sampling import seed_for
 from alignflow.runtime import autocast, effective_dtype, resolve_device
@@ -102,6 +103,9 @@ class PolicyWorker:
         policy, self.tokenizer = load_policy(cfg.model)  # dropout already off when cfg.model.disable_dropout
         policy.to(self.device)
         packs_exactly(policy)  # decided once on the whole model, before it is sharded
+        # Each prompt once for all its samples in every pass (the reference copy has the same attention).
+        self.share = use_shared_prefix(policy, cfg.model.name, "train.share_prompt",
+                                       cfg.train.share_prompt_request)
         self.lora = is_peft_model(policy)
         # Before any update: a frozen copy of the initial policy, or the LoRA model with adapters off.
         # Sharded like the actor, it computes in the actor's precision (KL 0 at step 0) on a shard.
@@ -188,7 +192,7 @@ class PolicyWorker:
         adapters_off = self.actor.model.disable_adapter() if self.lora else contextlib.nullcontext()
         module.eval()
         with adapters_off, autocast(self.cfg.model.dtype, self.device.type):
-            logprobs, _ = response_logprobs(module, batch, self.cfg.rollout.temperature)
+            logprobs, _ = response_logprobs(module, batch, self.cfg.rollout.temperature, share=self.share)
         return Batch(tensors={"ref_logprobs": logprobs.float().cpu()})
 
     @dispatch("split")
@@ -199,7 +203,7 @@ class PolicyWorker:
         self.actor.module.eval()
         with autocast(self.cfg.model.dtype, self.device.type):
             logprobs, entropy = response_logprobs(self.actor.module, batch, self.cfg.rollout.temperature,
-                                                  with_entropy=True)
+                                                  with_entropy=True, share=self.share)
         return Batch(tensors={"old_logprobs": logprobs.float().cpu(), "entropy": entropy.float().cpu()})
 
     # ----- updates ----------------------------------------------------------------------------
@@ -241,7 +245,8 @@ class PolicyWorker:
 
         def loss_fn(micro: Batch) -> tuple[torch.Tensor, dict[str, Any]]:
             with autocast(self.cfg.model.dtype, self.device.type):
-                logprobs, entropy = response_logprobs(self.actor.module, micro, temperature, with_entropy=True)
+                logprobs, entropy = response_logprobs(self.actor.module, micro, temperature, with_entropy=True,
+                                                      share=self.share)
             if behaviour is not None:
                 behaviour.append((logprobs.detach().float(), entropy.detach().float()))
             old_logprobs = micro["old_logprobs"] if behaviour is None else behaviour[-1][0]

@@ -25,7 +25,7 @@ test: setup
 demo: setup
 	bash scripts/demo.sh
 
-# Positive IMDB reviews: MiniLM proxy, TF-IDF judge, GRPO of SmolLM2, evaluation (README "Sentiment"; ~30 min on 2 CPU cores).
+# Positive IMDB reviews: MiniLM proxy, TF-IDF judge, GRPO of SmolLM2, evaluation (README "Sentiment"; ~25 min on 2 CPU cores).
 sentiment: setup
 	$(VENV)/bin/alignflow run configs/sentiment.yaml
 

@@ -23,19 +23,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from alignflow.data.formatting import ChatFormatter  # noqa: E402
 from alignflow.models import load_tokenizer, resolve_model  # noqa: E402
 from alignflow.models.loading import materialize  # noqa: E402
 
 
 @torch.no_grad()
-def reference_perplexity(reference: str, rows: list[dict], model_name: str) -> float:
-    """exp(mean negative log-likelihood per response token) of ``model_name``'s responses under ``reference``."""
+def reference_perplexity(reference: str, rows: list[dict], model_name: str, template: str = "auto") -> float:
+    """exp(mean negative log-likelihood per response token) of ``model_name``'s responses under ``reference``,
+    the prompts rendered with the evaluation's ``template``."""
     path = materialize(resolve_model(reference)).path  # the embedded SmolLM2 is a GGUF, converted once
     tokenizer = load_tokenizer(reference)
-    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    formatter = ChatFormatter(tokenizer, template=template)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     nll, tokens = 0.0, 0
     for row in rows:
-        text = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        text = formatter.prompt_text(row["prompt"])
         prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         response = tokenizer(row["responses"][model_name]["text"], add_special_tokens=False)["input_ids"]
         if not response:
@@ -69,7 +72,7 @@ def main() -> None:
         result["models"][name] = {
             "judge_positive_rate": m["judge_reward"], "proxy_logit": m["proxy_reward"],
             "kl": (m["kl"] or {}).get("value"), "reference_perplexity": round(
-                reference_perplexity(reference_path, samples, name), 2),
+                reference_perplexity(reference_path, samples, name, metrics["config"]["chat_template"]), 2),
             "length": m["length"], "eos_rate": m["eos_rate"], "distinct_1": m["distinct_1"],
             "distinct_2": m["distinct_2"]}
     result["alerts"] = metrics["alerts"]

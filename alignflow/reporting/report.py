@@ -128,8 +128,8 @@ def run_info(metrics: dict[str, Any]) -> str:
             ("prompts", f"{prompts.get('count')} from {prompts.get('source')}"
                         + (" (held out)" if prompts.get("held_out") else "")),
             ("sampling", metrics.get("sampling", "")),
-            ("proxy reward model", config.get("proxy_reward_model", "")),
-            ("judge reward model", config.get("judge_reward_model") or "none"),
+            ("proxy reward model", _scorer(config, "proxy") or "none"),
+            ("judge reward model", _scorer(config, "judge") or "none"),
             ("LLM judge", (config.get("judge") or {}).get("model") if (config.get("judge") or {}).get("enabled")
              else "off"),
             ("bootstrap", f"{(config.get('bootstrap') or {}).get('n')} resamples of the prompts, "
@@ -359,3 +359,10 @@ def pct1_est(e: dict[str, Any] | None) -> str:
 
 def _present(value: Any) -> bool:
     return value is not None and value != {}
+
+
+def _scorer(config: dict[str, Any], role: str) -> str:
+    """The ``{role}_reward_model`` folder, or the ``{role}_reward:`` entry as ``kind: path`` (a classifier, say)."""
+    spec = config.get(f"{role}_reward") or {}
+    return config.get(f"{role}_reward_model") or (f"{spec.get('kind')}: {spec.get('path') or spec.get('label')}"
+                                                  if spec.get("kind") else "")

@@ -206,8 +206,10 @@ def test_a_classifier_judge_shows_its_labelled_accuracy_and_the_majority_label_i
     judges = {"proxy": judge_entry("proxy", "rm", measured(0.75, 0.55), "validation pairs"),
               "judge": judge_entry("judge", "tfidf", classifier, "labelled texts")}
     metrics, _ = summarize(cfg, inputs, models, judges=judges)
+    metrics["config"]["judge_reward"] = {"kind": "text_classifier", "path": "runs/s/judge_clf"}
     samples = sample_rows(inputs, models)
     page = render_report(metrics, samples, draw_plots(metrics, samples))
     assert "Weak judge warning" not in page and "<td>1000 texts</td>" in page and "majority 50.0%" in page
+    assert "text_classifier: runs/s/judge_clf" in page  # the run table names a rewards:-style judge
     scalars = flat_scalars(metrics)
     assert scalars["judges/judge/majority_rule"] == 0.5 and scalars["judges/proxy/length_rule"] == 0.55

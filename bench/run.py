@@ -6,9 +6,11 @@
 Steps: (1) create ``bench/.venv-trl`` (torch pinned like alignflow's, TRL from
 ``bench/requirements-trl.txt``) unless it is already there; (2) write the shared data once
 (``bench/cases/prepare_data.py``); (3) measure the matmul peak (``bench/cases/peak.py``); (4) for
-each case and repeat, run alignflow then each peer variant, each in its own process with the
-same thread count (a, t, t, a, t, t, ...); (5) print and write a markdown table of medians and
-ratios. See bench/README.md for what every column means. Standard library only.
+each case and repeat, run alignflow's and the peer's variants alternately, each in its own process
+with the same thread count (a1, t1, a2, t2, ...); (5) print and write a markdown table of medians,
+spreads and ratios (best variant against best variant) and ``results.json`` with every repeat's
+figures. See bench/README.md for what every column means. Standard library only (``cases/flops.py``
+is standard library too).
 """
 
 from __future__ import annotations
@@ -30,29 +32,46 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CASES_DIR = BENCH / "cases"
+sys.path.insert(0, str(CASES_DIR))
+import flops  # noqa: E402  (bench/cases/flops.py: the FLOP count, standard library only)
+
 TRL_VENV = BENCH / ".venv-trl"
 TRL_REQUIREMENTS = BENCH / "requirements-trl.txt"
 RESULT_PREFIX = "BENCH_RESULT "
 MIB = 1024  # ru_maxrss is in KiB on Linux
 
-# Per case: rows per step (batch; RL: prompts x group), measured steps at --scale 1, the model-FLOP
-# multiplier k (FLOPs = k * non-embedding params * tokens, see README), the peer case and how the
-# peer runs. Smoke sizes are tiny; the numbers they print mean nothing.
-CASES: dict[str, dict] = {
-    # "compile" runs SFT, RM and DPO with train.compile (compiled blocks; the compile happens in the
-    # warm-up step, outside the clock). TRL's SFT also runs padding-free (documented for
-    # FlashAttention only; transformers' SDPA path handles it). The before-variants of earlier runs
-    # ("padded": SFT/RM/DPO before packing; "autocast": rollouts before the bf16 weight copy) run on
-    # request: --alignflow-variants default,padded,autocast.
-    "sft": dict(batch=8, steps=2, k=6, smoke=dict(batch=2), extra_alignflow_variants=["compile"],
-                extra_trl_variants=["padding_free"]),
-    "rm": dict(batch=4, steps=2, k=6, smoke=dict(batch=1), extra_alignflow_variants=["compile"]),
-    "dpo": dict(batch=4, steps=2, k=8, smoke=dict(batch=1), extra_alignflow_variants=["compile"]),
-    "generate": dict(batch=8, steps=3, k=2, smoke=dict(batch=2), peer="hf"),
-    "grpo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
-    "rloo": dict(batch=2, group=4, steps=2, k=10, smoke=dict(batch=1, group=2)),
-    "ppo": dict(batch=8, group=1, steps=2, k=18, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
+# The variants each side runs by default, so that "best variant against best variant" gives
+# neither side more draws and no variant repeats another. Keyed by whether the CPU runs bf16
+# natively (AVX512-BF16 or AMX; alignflow.runtime.native_bf16):
+# - native: alignflow's default (bf16 autocast, no checkpointing), train.compile, fp32; TRL's own
+#   defaults (bf16 + gradient checkpointing), bf16 without checkpointing, and torch_compile on that.
+# - emulated (AVX2): alignflow runs bf16 as fp32, so its fp32 variant would repeat its default and is
+#   left out; TRL's bf16 (emulated, several times slower) is replaced by fp32, and its compile runs
+#   on fp32. TRL then has one variant more than alignflow (its default, emulated bf16).
+# HF generate: fp32 and bf16 weights. train.compile does not touch generation (no compile there).
+DEFAULT_VARIANTS = {
+    True: {"alignflow": ["default", "compile", "fp32"], "trl": ["default", "bf16", "compile"],
+           "hf": ["default", "bf16"]},
+    False: {"alignflow": ["default", "compile"], "trl": ["default", "fp32", "compile"], "hf": ["default", "bf16"]},
 }
+# Per case: rows per step (batch; RL: prompts x group), measured steps at --scale 1, the peer case
+# and how the peer runs, and variants added to DEFAULT_VARIANTS. Smoke sizes are tiny; the numbers
+# they print mean nothing.
+CASES: dict[str, dict] = {
+    # SFT adds TRL's padding_free (no checkpointing, the CPU's native precision; TRL's counterpart of
+    # alignflow's packing, documented for FlashAttention only: transformers' SDPA path handles it)
+    # and, one for one, alignflow's padded (packing off).
+    "sft": dict(batch=8, steps=2, smoke=dict(batch=2), extra_variants=dict(alignflow=["padded"], trl=["padding_free"])),
+    "rm": dict(batch=4, steps=2, smoke=dict(batch=1)),
+    "dpo": dict(batch=4, steps=2, smoke=dict(batch=1)),
+    "generate": dict(batch=8, steps=3, smoke=dict(batch=2), peer="hf"),
+    "grpo": dict(batch=2, group=4, steps=2, smoke=dict(batch=1, group=2)),
+    "rloo": dict(batch=2, group=4, steps=2, smoke=dict(batch=1, group=2)),
+    "ppo": dict(batch=8, group=1, steps=2, smoke=dict(batch=2, group=1), peer=None, compare_with="rloo"),
+}
+# The rate each case is compared on (the headline): samples/s (examples, pairs, prompt-samples,
+# sequences); PPO against TRL's RLOO: generated tokens/s (rows and tokens per step differ).
+HEADLINE = {"ppo": "gen_tokens_per_s"}
 # The RL controller's phases (alignflow.trainers.rl_controller.RLController.train_step), in step order.
 PHASES = ["time/generate_s", "time/score_s", "time/logprobs_s", "time/values_s", "time/critic_update_s",
           "time/actor_update_s"]
@@ -64,16 +83,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 1 warm-up + 1 step, 1 repeat: checks the scripts")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma list from {','.join(CASES)}")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the measured steps of every case")
-    p.add_argument("--repeats", type=int, default=None, help="processes per framework variant (default 3; smoke 1)")
+    p.add_argument("--repeats", type=int, default=None, help="processes per framework variant (default 5; smoke 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in every process (default 2; smoke 1)")
     p.add_argument("--warmup", type=int, default=1, help="steps before the clock starts (>= 1)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 256; smoke 128)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
-    p.add_argument("--alignflow-variants", default="default",
-                   help="comma list: default (bf16 autocast; RL rollouts from a bf16 weight copy), fp32, "
-                        "compile (training and RL), padded (SFT/RM/DPO), autocast (generate/RL)")
-    p.add_argument("--trl-variants", default="default,fp32", help="comma list: default (TRL's), fp32")
-    p.add_argument("--hf-variants", default="default,bf16", help="plain HF generate: default (fp32), bf16")
+    p.add_argument("--alignflow-variants", default=None,
+                   help="comma list for every case (default per case: default,compile,fp32; SFT adds padded; "
+                        "generate: default,fp32): default (bf16 autocast; RL rollouts from a bf16 weight copy), "
+                        "fp32, compile (training and RL), padded (SFT/RM/DPO), autocast (generate/RL)")
+    p.add_argument("--trl-variants", default=None,
+                   help="comma list for every TRL case (default: default,bf16,compile; SFT adds padding_free): "
+                        "default (TRL's: bf16 + gradient checkpointing), bf16 (no checkpointing), compile "
+                        "(bf16 + torch_compile), padding_free (SFT: bf16 + padding_free), fp32")
+    p.add_argument("--hf-variants", default=None, help="plain HF generate (default: default,bf16): default (fp32 "
+                   "weights), bf16 (bf16 weights)")
+    p.add_argument("--shuffle-seed", type=int, default=0, help="the one shuffle of the data both sides share")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
     p.add_argument("--source", default=str(ROOT.parent / "shared/data/hh-rlhf/helpful-base.jsonl.gz"))
     p.add_argument("--out", default=str(BENCH / "out"), help="results folder (a time-stamped run folder inside)")
@@ -82,7 +107,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--alignflow-python", default=str(ROOT / ".venv/bin/python"))
     args = p.parse_args()
     smoke = args.smoke
-    args.repeats = args.repeats or (1 if smoke else 3)
+    args.repeats = args.repeats or (1 if smoke else 5)
     args.threads = args.threads or (1 if smoke else 2)
     args.max_length = args.max_length or (128 if smoke else 256)
     args.max_new_tokens = args.max_new_tokens or (8 if smoke else 64)
@@ -134,6 +159,14 @@ def setup_trl_venv() -> Path:
     return python
 
 
+def native_bf16(alignflow_python: str) -> bool:
+    """Whether this CPU runs bf16 natively, by alignflow's own test (``alignflow.runtime.native_bf16``:
+    AVX512-BF16 or AMX; ``ALIGNFLOW_CPU_BF16=1`` forces it). The TRL scripts make the same test."""
+    code = "from alignflow.runtime import native_bf16; print(int(native_bf16('cpu')))"
+    out = subprocess.run([alignflow_python, "-c", code], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1] == "1"
+
+
 def default_model(alignflow_python: str) -> str:
     """alignflow's smollm2-135m-instruct alias as a plain HF folder (converted from GGUF once)."""
     code = ("from alignflow.models.loading import materialize; from alignflow.models.registry import resolve_model; "
@@ -148,12 +181,13 @@ def prepare_data(args: argparse.Namespace, env: dict) -> Path:
     rows = max(rows, 64)
     prompt_budget = args.max_length - args.max_new_tokens if args.max_length > 2 * args.max_new_tokens else \
         args.max_length // 2
-    folder = BENCH / ".data" / f"L{args.max_length}-P{prompt_budget}-N{rows}"
+    # -S: the shared shuffle's seed; v2: files written shuffled, with meta.json's flop_dims.
+    folder = BENCH / ".data" / f"L{args.max_length}-P{prompt_budget}-N{rows}-S{args.shuffle_seed}-v2"
     if not (folder / "meta.json").is_file():
         run_checked([args.alignflow_python, str(CASES_DIR / "prepare_data.py"), "--source", args.source,
                      "--model", args.model, "--out", str(folder), "--max-length", str(args.max_length),
-                     "--max-prompt-length", str(prompt_budget), "--rows", str(rows)], env=env,
-                    stdout=subprocess.DEVNULL)
+                     "--max-prompt-length", str(prompt_budget), "--rows", str(rows),
+                     "--shuffle-seed", str(args.shuffle_seed)], env=env, stdout=subprocess.DEVNULL)
     return folder
 
 
@@ -221,21 +255,31 @@ def tail(log_path: Path, lines: int = 12) -> str:
 # ----------------------------------------------------------------------------- the plan
 
 
+def variants_of(args: argparse.Namespace, case: str, framework: str) -> list[str]:
+    """The variants ``framework`` runs in ``case``: the flag's list if given, else the case's default."""
+    flag = {"alignflow": args.alignflow_variants, "trl": args.trl_variants, "hf": args.hf_variants}[framework]
+    if flag is None:
+        extra = CASES[case].get("extra_variants", {}).get(framework, [])
+        chosen = DEFAULT_VARIANTS[args.native_bf16][framework] + extra
+    else:
+        chosen = list(dict.fromkeys(v.strip() for v in flag.split(",") if v.strip()))
+    if case == "generate" and framework == "alignflow" and "compile" in chosen:
+        if flag is not None:
+            log("generate: skipping alignflow's compile variant (train.compile does not touch generation)")
+        chosen.remove("compile")
+    return chosen
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, list[tuple[str, str, str]]]]:
     """Per case, the (framework, variant, script) runs of one repeat, alignflow first."""
-    af = [v for v in args.alignflow_variants.split(",") if v]
-    trl = [v for v in args.trl_variants.split(",") if v]
-    hf = [v for v in args.hf_variants.split(",") if v]
     out = []
     for case in args.cases:
         peer = CASES[case].get("peer", "trl")
-        variants = af + [v for v in CASES[case].get("extra_alignflow_variants", []) if v not in af]
-        runs = [("alignflow", v, f"alignflow_{case}.py") for v in variants]
+        runs = [("alignflow", v, f"alignflow_{case}.py") for v in variants_of(args, case, "alignflow")]
         if peer == "trl":
-            extra = [v for v in CASES[case].get("extra_trl_variants", []) if v not in trl]
-            runs += [("trl", v, f"trl_{case}.py") for v in trl + extra]
+            runs += [("trl", v, f"trl_{case}.py") for v in variants_of(args, case, "trl")]
         elif peer == "hf":
-            runs += [("hf", v, "hf_generate.py") for v in hf]
+            runs += [("hf", v, "hf_generate.py") for v in variants_of(args, case, "hf")]
         out.append((case, runs))
     return out
 
@@ -253,15 +297,18 @@ def interleave(runs: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 # ----------------------------------------------------------------------------- aggregation
 
 
-def derive(result: dict, k: int, params: int) -> dict:
-    """Rates of one run: tokens/s, samples/s, generated tokens/s, model FLOP/s (k * N * tokens)."""
+RATES = ("samples_per_s", "tokens_per_s", "gen_tokens_per_s", "flops_per_s", "rss_mib", "process_rss_mib")
+
+
+def derive(result: dict, dims: dict) -> dict:
+    """Rates of one run: samples/s, non-padding tokens/s, generated tokens/s, model FLOP/s (from the
+    run's counted tokens, attention pairs and LM-head rows: ``flops.model_flops``), peak RSS."""
     s = result["seconds"]
     tokens = result[result.get("tokens_key", "tokens")]
-    flop_tokens = result["forward_tokens"] if result["case"] == "generate" else result["tokens"]
-    return {"tokens_per_s": tokens / s, "samples_per_s": result["samples"] / s,
+    return {"samples_per_s": result["samples"] / s, "tokens_per_s": tokens / s,
             "gen_tokens_per_s": result["generated_tokens"] / s if result["generated_tokens"] else None,
-            "flops_per_s": k * params * flop_tokens / s, "rss_mib": result["maxrss_kib"] / MIB,
-            "process_rss_mib": result["process_maxrss_kib"] / MIB}
+            "flops_per_s": flops.model_flops(dims, result["flop_counts"]) / s,
+            "rss_mib": result["maxrss_kib"] / MIB, "process_rss_mib": result["process_maxrss_kib"] / MIB}
 
 
 def median(values: list) -> float | None:
@@ -269,28 +316,45 @@ def median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+def spread(values: list) -> dict:
+    """Median, min, max and every value (in repeat order) of one rate over the repeats."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None, "each": values}
+    return {"median": statistics.median(present), "min": min(present), "max": max(present), "each": values}
+
+
 def summarize(results: list[dict], meta: dict) -> dict:
-    """(case, framework, variant) -> medians over repeats."""
-    params = meta["params_non_embedding"]
+    """(case, framework, variant) -> per rate: median, min, max and each repeat's figure."""
+    dims = meta["flop_dims"]
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["case"], r["framework"], r["variant"]), []).append(r)
     summary = {}
     for key, runs in groups.items():
-        rates = [derive(r, CASES[key[0]]["k"], params) for r in runs]
-        summary[key] = {name: median([x[name] for x in rates]) for name in rates[0]}
-        summary[key].update(runs=len(runs), seconds=median([r["seconds"] for r in runs]), steps=runs[0]["steps"],
-                            tokens_per_s_all=[x["tokens_per_s"] for x in rates], settings=runs[0]["settings"],
+        runs = sorted(runs, key=lambda r: r["repeat"])
+        rates = [derive(r, dims) for r in runs]
+        summary[key] = {name: spread([x[name] for x in rates]) for name in RATES}
+        summary[key].update(runs=len(runs), repeats=[r["repeat"] for r in runs],
+                            seconds=spread([r["seconds"] for r in runs]), steps=runs[0]["steps"],
+                            settings=runs[0]["settings"],
                             phases={p: median([r.get("phases", {}).get(p) for r in runs])
                                     for p in runs[0].get("phases", {})})
     return summary
 
 
-def peer_of(summary: dict, case: str) -> tuple | None:
-    """The faster peer variant (by median tokens/s; generated tokens/s for generate)."""
-    compare = CASES[case].get("compare_with", case)
-    peers = [k for k in summary if k[0] == compare and k[1] != "alignflow"]
-    return max(peers, key=lambda k: summary[k]["tokens_per_s"]) if peers else None
+def headline(case: str) -> str:
+    return HEADLINE.get(case, "samples_per_s")
+
+
+def best_of(summary: dict, case: str, side: str) -> tuple[tuple | None, int]:
+    """The best variant of one side (by median samples/s) and how many variants that side ran.
+    ``side``: ``alignflow`` or ``peer`` (TRL or HF; PPO's peer is TRL's RLOO)."""
+    compare = case if side == "alignflow" else CASES[case].get("compare_with", case)
+    keys = [k for k in summary if k[0] == compare and (k[1] == "alignflow") == (side == "alignflow")]
+    if not keys:
+        return None, 0
+    return max(keys, key=lambda k: summary[k]["samples_per_s"]["median"] or 0.0), len(keys)
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
@@ -299,76 +363,120 @@ def fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "–"
+def ratio_stats(a: dict, p: dict) -> dict | None:
+    """alignflow / peer: the ratio of the medians, and its spread over the repeats: the lowest
+    (alignflow's slowest repeat over the peer's fastest) and the highest (the reverse)."""
+    if a["median"] is None or not p["median"] or not p["min"] or not p["max"]:
+        return None
+    return {"median": a["median"] / p["median"], "min": a["min"] / p["max"], "max": a["max"] / p["min"]}
+
+
+def ratio_cell(r: dict | None) -> str:
+    return f"{r['median']:.2f}x ({r['min']:.2f}–{r['max']:.2f})" if r else "–"
+
+
+def comparisons(args, summary: dict) -> list[dict]:
+    """Per case: each side's best variant, the variants tried and the ratios (with spreads)."""
+    out = []
+    for case in args.cases:
+        a_key, a_tried = best_of(summary, case, "alignflow")
+        p_key, p_tried = best_of(summary, case, "peer")
+        row = {"case": case, "headline": headline(case), "alignflow": a_key and a_key[2], "alignflow_tried": a_tried,
+               "peer": p_key and f"{p_key[1]}/{p_key[2]}" + (f" ({p_key[0]})" if p_key[0] != case else ""),
+               "peer_tried": p_tried, "ratios": {}}
+        if a_key and p_key:
+            row["ratios"] = {name: ratio_stats(summary[a_key][name], summary[p_key][name]) for name in RATES}
+        row["keys"] = (a_key, p_key)
+        out.append(row)
+    return out
 
 
 def markdown(args, summary: dict, peaks: list[dict], meta: dict, header: dict, failures: list[str]) -> str:
-    fp32 = max(p["fp32_flops"] for p in peaks)
     bf16 = max(p["bf16_flops"] for p in peaks)
 
-    def flops_cell(row: dict | None) -> str:
-        if row is None or row["flops_per_s"] is None:
-            return "–"
-        f = row["flops_per_s"]
-        return f"{f / 1e9:.1f} ({100 * f / fp32:.0f}% / {100 * f / bf16:.0f}%)"
+    def flops_cell(stats: dict) -> str:
+        f = stats["median"]
+        return "–" if f is None else f"{f / 1e9:.1f} ({100 * f / bf16:.0f}%)"
 
+    def value(stats: dict, digits: int = 1) -> str:
+        return fmt(stats["median"], digits)
+
+    dims = meta["flop_dims"]
     lines = [f"# alignflow vs TRL benchmark{' (SMOKE: sizes too small to mean anything)' if args.smoke else ''}", ""]
     lines += [f"- {k}: {v}" for k, v in header.items()]
     each = ", ".join(f"{p['when']} {p['fp32_flops'] / 1e9:.1f} / {p['bf16_flops'] / 1e9:.1f}" for p in peaks)
     lines += [f"- matmul peak ({peaks[0]['n']}x{peaks[0]['n']} torch.mm, {peaks[0]['threads']} threads, best of the "
-              f"{len(peaks)} measurements): fp32 {fp32 / 1e9:.1f} GFLOP/s, bf16 {bf16 / 1e9:.1f} GFLOP/s "
+              f"{len(peaks)} measurements): bf16 {bf16 / 1e9:.1f} GFLOP/s, the FLOP fractions' denominator "
               f"(fp32 / bf16 at {each})",
-              f"- non-embedding parameters N = {meta['params_non_embedding']:,} (total {meta['params_total']:,}; "
-              f"tied embedding / LM head {meta['params_embedding']:,} excluded)", ""]
-    lines += ["## Medians: alignflow vs the faster peer variant", "",
-              "Ratios are alignflow / peer (above 1: alignflow is faster, or uses more memory for RSS). "
-              "GFLOP/s cells: model FLOP/s (% of the fp32 peak / % of the bf16 peak).", "",
-              "| case | alignflow | peer | tokens/s a | tokens/s p | ratio | samples/s a | samples/s p | ratio "
+              f"- FLOP count (bench/cases/flops.py): body {dims['params_body']:,} MACs a token, attention "
+              f"2 x {dims['layers']} layers x {dims['attention_dim']} a (query, key) pair, LM head "
+              f"{dims['hidden_size']} x {dims['vocab_size']:,} a row where it runs; 2 FLOPs a MAC forward, 4 "
+              f"backward", ""]
+    lines += ["## Medians: alignflow's best variant vs the peer's best variant", "",
+              "Each side's best variant is the one with the highest median samples/s; 'of n' is how many variants "
+              "that side ran. Cells are medians over repeats; a ratio is alignflow / peer (above 1: alignflow is "
+              "faster, or uses more memory for RSS), with its spread over the repeats in brackets (alignflow's "
+              "slowest repeat / the peer's fastest – alignflow's fastest / the peer's slowest). GFLOP/s: counted "
+              "model FLOP/s (% of the bf16 matmul peak).", "",
+              "| case | alignflow | peer | samples/s a | samples/s p | ratio | tokens/s a | tokens/s p | ratio "
               "| gen tok/s a | gen tok/s p | ratio | peak RSS MiB a | p | ratio | GFLOP/s a | GFLOP/s p |",
               "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for case in args.cases:
-        afs = [k for k in summary if k[0] == case and k[1] == "alignflow"]
-        if not afs:
+    for row in comparisons(args, summary):
+        case = row["case"]
+        a_key, p_key = row["keys"]
+        if a_key is None:
             lines.append(f"| {case} | failed | | | | | | | | | | | | | | | |")
             continue
-        a_key = max(afs, key=lambda k: summary[k]["tokens_per_s"])
         a = summary[a_key]
-        p_key = peer_of(summary, case)
         p = summary[p_key] if p_key else None
-        peer_name = (f"{p_key[1]}/{p_key[2]}" + (f" ({p_key[0]})" if p_key[0] != case else "")) if p_key else "–"
-        lines.append(
-            f"| {case} | {a_key[2]} | {peer_name} | {fmt(a['tokens_per_s'])} | "
-            f"{fmt(p['tokens_per_s']) if p else '–'} | {ratio(a['tokens_per_s'], p['tokens_per_s']) if p else '–'} | "
-            f"{fmt(a['samples_per_s'], 3)} | {fmt(p['samples_per_s'], 3) if p else '–'} | "
-            f"{ratio(a['samples_per_s'], p['samples_per_s']) if p else '–'} | "
-            f"{fmt(a['gen_tokens_per_s'])} | {fmt(p['gen_tokens_per_s']) if p else '–'} | "
-            f"{ratio(a['gen_tokens_per_s'], p['gen_tokens_per_s']) if p else '–'} | "
-            f"{fmt(a['rss_mib'], 0)} | {fmt(p['rss_mib'], 0) if p else '–'} | "
-            f"{ratio(a['rss_mib'], p['rss_mib']) if p else '–'} | {flops_cell(a)} | "
-            f"{flops_cell(p) if p else '–'} |"
-        )
+        r = row["ratios"]
+        peer = f"{row['peer']} (of {row['peer_tried']})" if p_key else "–"
+
+        def cells(name: str, digits: int = 1) -> str:
+            return (f"{value(a[name], digits)} | {value(p[name], digits) if p else '–'} | "
+                    f"{ratio_cell(r.get(name)) if p else '–'}")
+
+        lines.append(f"| {case} | {row['alignflow']} (of {row['alignflow_tried']}) | {peer} | "
+                     f"{cells('samples_per_s', 3)} | {cells('tokens_per_s')} | {cells('gen_tokens_per_s')} | "
+                     f"{cells('rss_mib', 0)} | {flops_cell(a['flops_per_s'])} | "
+                     f"{flops_cell(p['flops_per_s']) if p else '–'} |")
     if "ppo" in args.cases:
         lines += ["", "PPO has no TRL counterpart (TRL removed its PPO trainer); its peer is TRL's RLOO and the "
                   "ratio to read is generated tokens/s (rows and tokens per step differ)."]
     lines += ["", "## Every variant", "",
-              "| case | framework | variant | runs | steps | median s | tokens/s (each run) | samples/s | gen tok/s "
-              "| peak RSS MiB | whole-process RSS MiB | GFLOP/s (% fp32 / % bf16 peak) | settings |",
-              "|---|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|---|"]
+              "Medians, then each repeat's figure in repeat order.", "",
+              "| case | framework | variant | runs | steps | median s | samples/s (each run) | tokens/s (each run) "
+              "| gen tok/s | peak RSS MiB | whole-process RSS MiB | GFLOP/s (% bf16 peak) | settings |",
+              "|---|---|---|--:|--:|--:|---|---|--:|--:|--:|--:|---|"]
     for key in sorted(summary, key=lambda k: (args.cases.index(k[0]), k[1] != "alignflow", k[1], k[2])):
         row = summary[key]
-        each = ", ".join(f"{x:.1f}" for x in row["tokens_per_s_all"])
+
+        def with_each(stats: dict, digits: int) -> str:
+            return f"{fmt(stats['median'], digits)} ({', '.join(fmt(x, digits) for x in stats['each'])})"
+
         st = row["settings"]
-        brief = ", ".join(f"{k}={st[k]}" for k in ("dtype", "bf16", "gradient_checkpointing", "autocast_bf16",
-                                                      "batch", "n", "num_generations") if k in st)
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['runs']} | {row['steps']} | {fmt(row['seconds'], 2)} | "
-                     f"{fmt(row['tokens_per_s'])} ({each}) | {fmt(row['samples_per_s'], 3)} | "
-                     f"{fmt(row['gen_tokens_per_s'])} | {fmt(row['rss_mib'], 0)} | {fmt(row['process_rss_mib'], 0)} | "
-                     f"{flops_cell(row)} | {brief} |")
+        brief = ", ".join(f"{k}={st[k]}" for k in ("dtype", "bf16", "gradient_checkpointing", "torch_compile",
+                                                      "padding_free", "packing", "weights", "engine_weights",
+                                                      "autocast_bf16", "batch", "n", "num_generations") if k in st)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {row['runs']} | {row['steps']} | "
+                     f"{fmt(row['seconds']['median'], 2)} | {with_each(row['samples_per_s'], 3)} | "
+                     f"{with_each(row['tokens_per_s'], 1)} | {value(row['gen_tokens_per_s'])} | "
+                     f"{value(row['rss_mib'], 0)} | {value(row['process_rss_mib'], 0)} | "
+                     f"{flops_cell(row['flops_per_s'])} | {brief} |")
     lines += phase_table(summary, args.cases)
     if failures:
         lines += ["", "## Failures", ""] + [f"- {f}" for f in failures]
     return "\n".join(lines) + "\n"
+
+
+def results_json(args, summary: dict, peaks: list[dict], meta: dict, header: dict, failures: list[str]) -> dict:
+    """What the table shows, as data: every variant's rates (median, min, max, each repeat) and the
+    best-against-best comparisons with their spreads."""
+    return {
+        "header": header, "peaks": peaks, "flop_dims": meta["flop_dims"], "failures": failures,
+        "variants": [{"case": k[0], "framework": k[1], "variant": k[2], **v} for k, v in summary.items()],
+        "comparisons": [{k: v for k, v in row.items() if k != "keys"} for row in comparisons(args, summary)],
+    }
 
 
 def phase_table(summary: dict, cases: list[str]) -> list[str]:
@@ -447,6 +555,9 @@ def main() -> int:
             f"{args.threads} threads per process the numbers can be several times too slow")
     trl_python = str(TRL_VENV / "bin/python") if args.skip_setup else str(setup_trl_venv())
     args.model = args.model or default_model(args.alignflow_python)
+    args.native_bf16 = native_bf16(args.alignflow_python)
+    log(f"this CPU runs bf16 {'natively' if args.native_bf16 else 'emulated (alignflow runs fp32)'}: default variants "
+        + "; ".join(f"{fw} {','.join(v)}" for fw, v in DEFAULT_VARIANTS[args.native_bf16].items()))
     env = child_env(args.threads)
     data = prepare_data(args, env)
     meta = json.loads((data / "meta.json").read_text())
@@ -484,7 +595,7 @@ def main() -> int:
                 raw.flush()
                 results.append(result)
                 rate = result[result["tokens_key"]] / result["seconds"]
-                log(f"  {rate:.1f} tok/s, {result['samples'] / result['seconds']:.3f} samples/s, "
+                log(f"  {result['samples'] / result['seconds']:.3f} samples/s, {rate:.1f} tok/s, "
                     f"peak RSS {result['maxrss_kib'] / MIB:.0f} MiB (whole process {rss_kib / MIB:.0f} MiB), "
                     f"process {wall:.0f}s")
     raw.close()
@@ -499,6 +610,14 @@ def main() -> int:
                      f"step(s), {args.repeats} repeat(s); sizes: "
                      + "; ".join(f"{c} batch {s['batch']}" + (f"x{s['group']}" if s.get('group', 1) > 1 else "")
                                  + f", {steps_of(args, c)} steps" for c, s in case_sizes.items())),
+        "data order": (f"one shared shuffle (seed {meta.get('shuffle_seed')}) written by prepare_data.py; both sides "
+                       "take the rows in file order (TRL: sequential sampler / shuffle_dataset=False; alignflow: "
+                       "af_common.file_order)"),
+        "native bf16": "yes" if args.native_bf16 else "no (AVX2: bf16 emulated; alignflow runs fp32)",
+        "variants": "; ".join(f"{case}: alignflow {','.join(r[1] for r in runs if r[0] == 'alignflow')} vs "
+                              + (f"{runs[-1][0]} {','.join(r[1] for r in runs if r[0] != 'alignflow')}"
+                                 if any(r[0] != 'alignflow' for r in runs) else "–")
+                              for case, runs in plan(args)),
         "wall time": f"{(time.perf_counter() - started) / 60:.1f} min",
     }
     if not results:
@@ -506,11 +625,14 @@ def main() -> int:
         for f in failures:
             print(f, file=sys.stderr)
         return 1
-    table = markdown(args, summarize(results, meta), peaks, meta, header, failures)
+    summary = summarize(results, meta)
+    table = markdown(args, summary, peaks, meta, header, failures)
     (out_dir / "results.md").write_text(table)
+    (out_dir / "results.json").write_text(json.dumps(results_json(args, summary, peaks, meta, header, failures),
+                                                     indent=1) + "\n")
     (Path(args.out) / ("latest-smoke.md" if args.smoke else "latest.md")).write_text(table)
     print(table)
-    log(f"written: {out_dir / 'results.md'} (raw runs: raw.jsonl, logs/)")
+    log(f"written: {out_dir / 'results.md'} and results.json (raw runs: raw.jsonl, logs/)")
     return 1 if failures else 0
 
 

@@ -5,6 +5,10 @@ gradient checkpointing; RL rollouts from a bf16 copy of the weights); ``fp32`` s
 ``model.dtype: fp32``; ``autocast`` (generate and RL) samples under autocast from the fp32 weights,
 as rollouts did before the bf16 copy (``rollout.weights: shared``); ``padded`` (SFT, RM, DPO) turns
 packing off; ``compile`` sets ``train.compile`` (the actor's and critic's blocks in RL).
+
+Data order: ``prepare_data.py`` writes every file already shuffled once (the shared shuffle), and
+:func:`file_order` makes alignflow take the rows in file order, as TRL does with its sequential
+sampler, so both sides see the same rows in the same order at every step.
 """
 
 from __future__ import annotations
@@ -17,6 +21,37 @@ from benchlib import METER, data_file
 from rich.console import Console
 
 CONSOLE = Console(stderr=True)
+
+
+def file_order() -> None:
+    """Take the training rows (offline trainers) and the RL prompts in file order instead of
+    alignflow's seeded permutation per epoch; the files already hold the shared shuffle.
+
+    alignflow has no setting for this, so the bench replaces the two pure functions that choose the
+    order: ``plan_steps`` (offline trainers: step -> micro-batches of row indices) and
+    ``prompt_order`` (RL: stream position -> prompt index). Everything else about a step is
+    unchanged: the same rows, the same micro-batch split."""
+    import alignflow.trainers.dpo as dpo_module
+    import alignflow.trainers.loop as loop_module
+    import alignflow.trainers.rl_controller as rl_module
+
+    def plan_steps(lengths, cfg):
+        n, batch = len(lengths), cfg.batch_size
+        if n < batch:
+            raise SystemExit(f"only {n} training rows, fewer than a batch of {batch}")
+        total = cfg.max_steps or max(1, int(cfg.epochs * (n // batch)))
+        plan = []
+        for step in range(total):
+            rows = [(step * batch + i) % n for i in range(batch)]
+            plan.append([rows[i : i + cfg.micro_batch_size] for i in range(0, batch, cfg.micro_batch_size)])
+        return plan
+
+    def prompt_order(position, count, n_prompts, seed):
+        return [k % n_prompts for k in range(position, position + count)]
+
+    loop_module.plan_steps = plan_steps
+    dpo_module.plan_steps = plan_steps
+    rl_module.prompt_order = prompt_order
 
 
 def dtype(args: argparse.Namespace) -> str:
@@ -66,10 +101,12 @@ def settings(args: argparse.Namespace, **extra) -> dict:
 
     return {"alignflow": getattr(alignflow, "__version__", "?"), "transformers": transformers.__version__,
             "torch": torch.__version__, "dtype": dtype(args), "gradient_checkpointing": False,
-            "batch": args.batch, "lr": args.lr, "threads": torch.get_num_threads(), **extra}  # extra may set batch
+            "batch": args.batch, "lr": args.lr, "threads": torch.get_num_threads(), "data_order": "file",
+            **extra}  # extra may set batch
 
 
 def start(args: argparse.Namespace) -> None:
+    file_order()
     METER.install_token_counter(args.model)
     METER.install_optimizer_clock()
 
@@ -103,6 +140,7 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
         resume=False,
     )
     cfg.validate()
+    file_order()
     METER.install_token_counter(args.model)
     start_run(cfg, cfg.output_dir, seed=cfg.train.seed, threads=cfg.train.threads)
     workers = build_local_workers(cfg)
@@ -124,15 +162,22 @@ def run_rl(args: argparse.Namespace, *, case: str, algorithm, n: int, prompts_pe
 
 
 class Stopwatch:
+    """Times every call of a wrapped function and keeps the meter's counts before and after it."""
+
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.before: dict | None = None
+        self.after: dict | None = None
 
     def wrap(self, fn):
         def timed(*a, **k):
             started = time.perf_counter()
+            before = METER.snapshot()
             try:
                 return fn(*a, **k)
             finally:
                 self.seconds += time.perf_counter() - started
+                self.before = self.before or before
+                self.after = METER.snapshot()
 
         return timed

@@ -3,7 +3,8 @@ packed rows (its default); the ``padded`` variant pads every row instead.
 
 alignflow scores every pair the run will visit with the starting policy once, before the first
 step; TRL runs its reference inside every step. So that both pay for the reference, the time of
-that pass is measured and its share for the measured steps (steps / (warmup + steps)) is added.
+that pass is measured and its share for the measured steps (steps / (warmup + steps)) is added,
+and the same share of its counted work (tokens, attention pairs, LM-head rows) to the FLOP count.
 """
 
 import benchlib
@@ -26,7 +27,10 @@ reference = Stopwatch()
 dpo_module.cached_reference = reference.wrap(dpo_module.cached_reference)
 start(args)
 dpo_module.train_dpo(cfg, console=CONSOLE)
-METER.extra_seconds = reference.seconds * args.steps / (args.warmup + args.steps)
+share = args.steps / (args.warmup + args.steps)
+METER.extra_seconds = reference.seconds * share
+if reference.before is not None:  # the reference pass's tokens, attention pairs and head rows, the same share
+    METER.add_extra_counts(reference.before, reference.after, share)
 emit(args, case="dpo", framework="alignflow", samples_per_step=args.batch,
      window=METER.window(args.warmup, args.steps),
      settings=settings(args, beta=0.1, reference="cached", packing=data.packing,

@@ -21,6 +21,8 @@ from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
 from alignflow.runtime import autocast  # noqa: E402
 from alignflow.workers.policy import rollout_module  # noqa: E402
 
+if args.variant == "compile":  # train.compile compiles training blocks only: the run would repeat ``default``
+    raise SystemExit("the generate case has no compile variant (train.compile does not touch the rollout engine)")
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]
 cfg = model_config(args)

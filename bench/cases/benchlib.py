@@ -9,7 +9,9 @@ What is shared is exactly what must be measured the same way for alignflow and T
   wrapped at class level, so every forward of every model instance is seen, whichever framework
   calls it. Tokens are the attention-mask ones at the positions computed in that call; a forward
   with gradients on is a training forward, one without (``no_grad`` / ``inference_mode``) is a
-  forward-only pass (reference log-probs, generation, values);
+  forward-only pass (reference log-probs, generation, values). The same wrapper counts causal
+  attention pairs, and a wrapper of ``nn.Linear.forward`` counts the LM head's rows, for the FLOP
+  count (``flops.py``);
 * the RL reward (a cheap length reward, identical in both) which also counts generated tokens;
 * the one JSON line a case prints (``emit``), which the driver collects.
 """
@@ -81,20 +83,29 @@ def data_file(args: argparse.Namespace, name: str) -> str:
 
 
 class Meter:
-    """Token counters and step marks. ``marks[i]`` is a snapshot taken at the end of step i+1."""
+    """Token counters and step marks. ``marks[i]`` is a snapshot taken at the end of step i+1.
+
+    ``counts[kind]`` (kind ``train``: a forward with gradients, or ``forward``: without) holds the
+    totals over all model instances that ``flops.model_flops`` turns into FLOPs: non-padding body
+    ``tokens``, causal ``attention_pairs`` and LM-head ``head_rows`` (see ``bench/cases/flops.py``).
+    """
 
     def __init__(self) -> None:
         self.train_tokens: dict[int, int] = defaultdict(int)  # per model instance (PPO: actor and critic)
         self.forward_tokens = 0  # forward-only passes, all instances together
+        self.counts = {kind: {"tokens": 0, "attention_pairs": 0, "head_rows": 0} for kind in ("train", "forward")}
         self.generated_tokens = 0  # counted by the reward function (RL)
         self.scored = 0  # responses scored by the reward function (RL)
         self.marks: list[dict] = []
         self.extra_seconds = 0.0  # work done outside the steps that belongs in them (alignflow's DPO reference)
+        self.extra_counts = {"train": {}, "forward": {}}  # that work's counts (added to the window like its time)
         self._optimizer: int | None = None
+        self._last_real = None  # the real-token mask (rows, new) of the last body forward, for the head counter
 
     def snapshot(self) -> dict:
         return {"t": time.perf_counter(), "train": max(self.train_tokens.values(), default=0),
                 "forward": self.forward_tokens, "generated": self.generated_tokens, "scored": self.scored,
+                "counts": {kind: dict(c) for kind, c in self.counts.items()},
                 "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
     def mark(self) -> None:
@@ -114,39 +125,119 @@ class Meter:
 
         register_optimizer_step_post_hook(self.on_optimizer_step)
 
+    def _count_body(self, module, ids, embeds, mask, position_ids, past) -> None:
+        """Count one call of the transformer body: its non-padding tokens and causal attention pairs.
+
+        Real tokens: the attention-mask ones at the new positions (a 2-D mask), else the non-pad
+        ids (packed rows). Keys per real query: the mask ones up to and including it (a 2-D mask:
+        left padding, decoding from a cache), else its position id + 1 (packed rows restart their
+        positions per sequence), else its index after the cached length."""
+        import torch
+
+        shape = tuple(ids.shape) if ids is not None else tuple(embeds.shape[:2])
+        rows, new = shape[0], shape[1]
+        pad = getattr(module.config, "pad_token_id", None)
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            real = mask[:, -new:].bool()
+            keys = mask.long().cumsum(1)[:, -new:]
+        else:
+            real = ids != pad if ids is not None and pad is not None else torch.ones(shape, dtype=torch.bool)
+            if isinstance(position_ids, torch.Tensor):
+                positions = position_ids[0] if position_ids.dim() == 3 else position_ids
+                keys = positions[..., -new:].long() + 1
+            else:
+                cached = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
+                keys = torch.arange(cached + 1, cached + new + 1).expand(rows, new)
+        real = real.to("cpu")
+        tokens = int(real.sum())
+        pairs = int((keys.to("cpu") * real).sum())
+        self._last_real = real
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            self.train_tokens[id(module)] += tokens
+            kind = "train"
+        else:
+            self.forward_tokens += tokens
+            kind = "forward"
+        self.counts[kind]["tokens"] += tokens
+        self.counts[kind]["attention_pairs"] += pairs
+
+    def _count_head(self, hidden) -> None:
+        """Count the non-padding positions of one LM-head call (``hidden``: its input, ``(..., d)``).
+
+        A 3-D input covers the last ``T`` columns of the body call before it (all of them, or a
+        ``logits_to_keep`` slice), whose real-token mask says which are padding; a 2-D input holds
+        gathered positions (alignflow's ``HeadAtPositions``), all real."""
+        import torch
+
+        rows = hidden.shape[:-1].numel()
+        real = self._last_real
+        if hidden.dim() == 3 and real is not None and real.shape[0] == hidden.shape[0] \
+                and hidden.shape[1] <= real.shape[1]:
+            rows = int(real[:, real.shape[1] - hidden.shape[1]:].sum())
+        kind = "train" if torch.is_grad_enabled() and not torch.is_inference_mode_enabled() else "forward"
+        self.counts[kind]["head_rows"] += rows
+
+    def _count_flat_head(self, hidden) -> None:
+        """Count one call of a fused LM head over flattened positions (``hidden``: ``(N, d)``), as TRL's
+        ``fused_lm_head`` runs it: on CPU over every position of the last body call but the final
+        one (padding and prompt included; padding is not credited), on GPU only where a label is."""
+        import torch
+
+        rows = hidden.shape[0]
+        real = self._last_real
+        if real is not None and rows == real[:, :-1].numel():
+            rows = int(real[:, :-1].sum())
+        elif real is not None and rows == real.numel():
+            rows = int(real.sum())
+        kind = "train" if torch.is_grad_enabled() and not torch.is_inference_mode_enabled() else "forward"
+        self.counts[kind]["head_rows"] += rows
+
     def install_token_counter(self, model_path: str) -> None:
-        """Wrap the transformer body class of ``model_path`` (e.g. ``LlamaModel``) to count tokens."""
+        """Wrap the transformer body class of ``model_path`` (e.g. ``LlamaModel``) to count tokens and
+        attention pairs, and ``nn.Linear.forward`` to count the rows of the LM head (the layer from
+        ``hidden_size`` to ``vocab_size``). Class-level, so every model instance of either framework is
+        seen. The counting runs outside compiled graphs (``torch.compiler.disable``): a fully compiled
+        model (TRL's ``torch_compile``) is split at the body's entry and at the head."""
         import torch
         from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-        body_cls = MODEL_MAPPING[type(AutoConfig.from_pretrained(model_path))]
+        config = AutoConfig.from_pretrained(model_path)
+        body_cls = MODEL_MAPPING[type(config)]
         if getattr(body_cls.forward, "_bench_wrapped", False):
             return
         original = body_cls.forward
-        meter = self
+        count_body = torch.compiler.disable(self._count_body)
+        count_head = torch.compiler.disable(self._count_head)
 
         def forward(module, *args, **kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
-            embeds = kwargs.get("inputs_embeds")
             mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-            shape = ids.shape if ids is not None else embeds.shape[:2]
-            new = shape[1]
-            pad = getattr(module.config, "pad_token_id", None)
-            if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-                tokens = int(mask[:, -new:].sum())
-            elif ids is not None and pad is not None:  # packed rows (no mask): padding only at row ends
-                tokens = int((ids != pad).sum())
-            else:
-                tokens = shape[0] * new
-            if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
-                meter.train_tokens[id(module)] += tokens
-            else:
-                meter.forward_tokens += tokens
+            position_ids = kwargs.get("position_ids", args[2] if len(args) > 2 else None)
+            past = kwargs.get("past_key_values", args[3] if len(args) > 3 else None)
+            count_body(module, ids, kwargs.get("inputs_embeds"), mask, position_ids, past)
             return original(module, *args, **kwargs)
 
         forward._bench_wrapped = True  # type: ignore[attr-defined]
         body_cls.forward = forward
+
+        vocab, hidden = config.vocab_size, config.hidden_size
+        linear_forward = torch.nn.Linear.forward
+
+        def linear(module, input):
+            if module.out_features == vocab and module.in_features == hidden:
+                count_head(input)
+            return linear_forward(module, input)
+
+        torch.nn.Linear.forward = linear
+
+    def add_extra_counts(self, before: dict, after: dict, share: float) -> None:
+        """Add ``share`` of the counts between snapshots ``before`` and ``after`` to the window
+        (work done outside the steps that belongs in them, like ``extra_seconds``)."""
+        for kind in self.counts:
+            for key in self.counts[kind]:
+                delta = after["counts"][kind][key] - before["counts"][kind][key]
+                self.extra_counts[kind][key] = self.extra_counts[kind].get(key, 0) + share * delta
 
     # --- the result ---
 
@@ -155,18 +246,23 @@ class Meter:
 
         ``maxrss_kib``: the process's peak RSS up to the end of the measured steps (loading and
         warm-up included; whatever a framework does after training, such as saving, is not).
+        ``flop_counts``: per pass kind, the counts ``flops.model_flops`` takes (all instances).
         """
         if warmup < 1 or len(self.marks) < warmup + steps:
             raise RuntimeError(f"{len(self.marks)} step marks, expected {warmup + steps} "
                                f"({warmup} warm-up (>= 1) + {steps} measured)")
         start, end = self.marks[warmup - 1], self.marks[warmup + steps - 1]
         measured = self.marks[warmup - 1 : warmup + steps]
+        flop_counts = {kind: {key: end["counts"][kind][key] - start["counts"][kind][key]
+                              + self.extra_counts[kind].get(key, 0) for key in self.counts[kind]}
+                       for kind in self.counts}
         return {
             "seconds": end["t"] - start["t"] + self.extra_seconds,
             "tokens": end["train"] - start["train"],
             "forward_tokens": end["forward"] - start["forward"],
             "generated_tokens": end["generated"] - start["generated"],
             "scored": end["scored"] - start["scored"],
+            "flop_counts": flop_counts,
             "step_seconds": [b["t"] - a["t"] for a, b in zip(measured, measured[1:])],
             "maxrss_kib": end["maxrss_kib"],
         }

@@ -1,8 +1,9 @@
 """Plain Hugging Face ``generate`` on the same prompt batch as alignflow's engine (runs in bench/.venv-trl).
 
 EOS is ignored in both (every row decodes exactly --max-new-tokens tokens), so both do the same
-work; sampling at --temperature, no top-k / top-p. Variant ``default``: fp32 (HF's default);
-``bf16``: under CPU bf16 autocast, as alignflow's rollout runs by default.
+work; sampling at --temperature, no top-k / top-p. Variant ``default``: fp32 weights (HF's
+default); ``bf16``: the model loaded with bf16 weights (``dtype=torch.bfloat16``), as alignflow's
+rollout samples from a bf16 copy of the weights by default.
 """
 
 import benchlib
@@ -10,15 +11,16 @@ from benchlib import METER, data_file, emit, read_jsonl
 
 args = benchlib.case_args(__doc__)
 
-import contextlib  # noqa: E402
-
 import torch  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
 from trl_common import load_causal_lm, load_tokenizer  # noqa: E402
 
+if args.variant not in ("default", "fp32", "bf16"):
+    raise SystemExit(f"unknown variant {args.variant!r} (default | bf16)")
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 tokenizer = load_tokenizer(args.model)
-model = load_causal_lm(args.model, tokenizer).eval()
+weights = torch.bfloat16 if args.variant == "bf16" else torch.float32
+model = load_causal_lm(args.model, tokenizer, dtype=weights).eval()
 pad = tokenizer.pad_token_id
 width = max(len(r["prompt_ids"]) for r in rows)
 input_ids = torch.tensor([[pad] * (width - len(r["prompt_ids"])) + r["prompt_ids"] for r in rows])
@@ -26,17 +28,11 @@ attention_mask = torch.tensor([[0] * (width - len(r["prompt_ids"])) + [1] * len(
 config = GenerationConfig(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, do_sample=True,
                           temperature=args.temperature, top_k=0, top_p=1.0, pad_token_id=pad,
                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-if args.variant == "bf16":
-    precision = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-elif args.variant in ("default", "fp32"):
-    precision = contextlib.nullcontext
-else:
-    raise SystemExit(f"unknown variant {args.variant!r} (default | bf16)")
 
 METER.install_token_counter(args.model)
 torch.manual_seed(args.seed)
 for _ in range(args.warmup + args.steps):
-    with torch.inference_mode(), precision():
+    with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
     new = out.shape[1] - width
     if new != args.max_new_tokens:
@@ -46,5 +42,5 @@ for _ in range(args.warmup + args.steps):
 window = METER.window(args.warmup, args.steps)
 emit(args, case="generate", framework="hf", samples_per_step=len(rows), window=window, tokens_key="generated_tokens",
      settings={"batch": len(rows), "prompt_tokens": int(attention_mask.sum()), "max_new_tokens": args.max_new_tokens,
-               "temperature": args.temperature, "autocast_bf16": args.variant == "bf16",
+               "temperature": args.temperature, "weights": str(next(model.parameters()).dtype),
                "torch": torch.__version__})

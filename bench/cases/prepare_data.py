@@ -11,7 +11,13 @@ Writes, in ``--out``:
 * ``sft.jsonl``     ``{prompt: [messages], completion: str}`` (the chosen dialogue)
 * ``prompts.jsonl`` ``{prompt: [messages], prompt_ids: [int]}`` (RL and generation; the ids are
   alignflow's encoding: chat template + generation prompt)
-* ``meta.json``     how it was made, token counts, and the model's parameter counts
+* ``meta.json``     how it was made, token counts, the model's parameter counts and the
+  dimensions the FLOP count needs (``flops.py``)
+
+The kept rows are shuffled once (``--shuffle-seed``) and the same permutation is applied to the
+three files, so row ``i`` of each is the same pair. Both frameworks then take the rows in file
+order (TRL with a sequential sampler, alignflow with ``af_common.file_order``): this one shared
+shuffle gives both the same rows in the same order at every step.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 from pathlib import Path
 
@@ -34,6 +41,7 @@ def main() -> None:
     p.add_argument("--max-prompt-length", type=int, default=192, help="RL / generation prompts")
     p.add_argument("--rows", type=int, default=512, help="pairs to keep")
     p.add_argument("--read", type=int, default=6000, help="rows to read from the source at most")
+    p.add_argument("--shuffle-seed", type=int, default=0, help="the one shuffle of the kept rows both sides share")
     args = p.parse_args()
 
     import torch
@@ -69,6 +77,10 @@ def main() -> None:
         raise SystemExit(f"only {len(pairs)} pairs fit {budget} tokens in the first {args.read} rows; "
                          f"raise --read or --max-length")
 
+    order = list(range(len(pairs)))
+    random.Random(args.shuffle_seed).shuffle(order)  # random.Random(int): the same order on every machine
+    pairs, sft, prompts, lengths = ([rows[i] for i in order] for rows in (pairs, sft, prompts, lengths))
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("pairs", pairs), ("sft", sft), ("prompts", prompts)):
@@ -81,6 +93,12 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config)
     total = sum(p.numel() for p in model.parameters())  # tied LM head counted once (as the embedding)
     embedding = model.get_input_embeddings().weight.numel()
+    head = model.get_output_embeddings()
+    untied_head = head.weight.numel() if head is not None and head.weight is not model.get_input_embeddings().weight \
+        else 0
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     meta = {
         "source": os.path.abspath(args.source), "model": os.path.abspath(args.model),
         "max_length": args.max_length, "max_prompt_length": args.max_prompt_length, "slack": SLACK,
@@ -92,6 +110,11 @@ def main() -> None:
         "mean_rejected_tokens": statistics.mean(x[2] for x in lengths),
         "params_total": total, "params_embedding": embedding, "params_non_embedding": total - embedding,
         "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
+        "shuffle_seed": args.shuffle_seed, "order": "kept rows shuffled once with random.Random(shuffle_seed)",
+        # flops.model_flops: the body's matmul weights (embedding and LM head apart), the attention size
+        "flop_dims": {"params_body": total - embedding - untied_head, "layers": text.num_hidden_layers,
+                      "attention_dim": heads * head_dim, "hidden_size": text.hidden_size,
+                      "vocab_size": text.vocab_size},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta))

@@ -8,7 +8,7 @@ args = benchlib.case_args(__doc__)
 
 from datasets import Dataset  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
-from trl_common import load_causal_lm, load_tokenizer, settings, start, training_kwargs  # noqa: E402
+from trl_common import check_file_order, load_causal_lm, load_tokenizer, settings, start, training_kwargs  # noqa: E402
 
 
 def reply(text):
@@ -24,6 +24,7 @@ config = DPOConfig(**training_kwargs(args, batch=args.batch), max_length=args.ma
                    loss_type=["sigmoid"])
 start(args.model)
 trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+check_file_order(trainer)
 trainer.train()
 emit(args, case="dpo", framework="trl", samples_per_step=args.batch,
      window=METER.window(args.warmup, args.steps), settings={**settings(trainer), "beta": 0.1,

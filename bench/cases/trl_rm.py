@@ -7,7 +7,14 @@ args = benchlib.case_args(__doc__)
 
 from datasets import Dataset  # noqa: E402
 from trl import RewardConfig, RewardTrainer  # noqa: E402
-from trl_common import load_reward_model, load_tokenizer, settings, start, training_kwargs  # noqa: E402
+from trl_common import (  # noqa: E402
+    check_file_order,
+    load_reward_model,
+    load_tokenizer,
+    settings,
+    start,
+    training_kwargs,
+)
 
 
 def reply(text):
@@ -24,6 +31,7 @@ start(args.model)
 trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
 if len(trainer.train_dataset) != len(rows):
     raise SystemExit(f"RewardTrainer kept {len(trainer.train_dataset)} of {len(rows)} pairs (over max_length?)")
+check_file_order(trainer)
 trainer.train()
 emit(args, case="rm", framework="trl", samples_per_step=args.batch,
      window=METER.window(args.warmup, args.steps), settings=settings(trainer))

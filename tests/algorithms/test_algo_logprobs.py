@@ -47,7 +47,7 @@ def test_chunked_entropy_and_gradients_equal_naive():
     w = torch.randn(ours.shape)
     (ours * w).sum().backward()
     (ref * w).sum().backward()
-    assert torch.allclose(a.grad, b.grad, atol=1e-6)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)  # summation order differs by CPU (AVX2 vs AVX-512)
 
 
 def test_bf16_logits_give_fp32_results_close_to_fp32_math():

@@ -113,10 +113,10 @@ def test_critic_values_and_gradients_equal_the_padded_ones():
         torch.testing.assert_close(shared_grads[name], grad, atol=ATOL, rtol=RTOL, msg=name)
 
 
-def test_the_policy_worker_shares_by_default_and_its_passes_agree(make_policy_worker, prompts):
-    worker = make_policy_worker("rollout.n=3")
-    assert worker.share  # a tiny Llama with sdpa attention passes the check
-    assert not make_policy_worker("train.share_prompt=false").share
+def test_the_policy_worker_shares_on_request_and_its_passes_agree(make_policy_worker, prompts):
+    worker = make_policy_worker("rollout.n=3", "train.share_prompt=null")
+    assert worker.share  # auto: a tiny Llama with sdpa attention passes the check
+    assert not make_policy_worker().share  # off by default
     rollout, _ = worker.generate(prompts, seed=1)
     shared = {**worker.compute_ref_logprobs(rollout).tensors, **worker.compute_logprobs(rollout).tensors}
     worker.share = False

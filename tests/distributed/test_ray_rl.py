@@ -22,7 +22,7 @@ from alignflow.config.rl import RLConfig
 from alignflow.trainers.loop import TrainingError
 from alignflow.trainers.rl_controller import RLController, train_rl
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_cluster")]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("ray_cluster")]
 QUIET = Console(quiet=True)
 PROMPTS_PER_STEP = 4
 # Fractional CPUs: the ranks never hold the whole machine, so nothing else Ray schedules can starve.

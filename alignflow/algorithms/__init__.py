@@ -16,6 +16,7 @@ from alignflow.algorithms.advantages import (
     reinforce_pp_baseline_advantages,
     rloo_advantages,
 )
+from alignflow.algorithms.importance import truncated_is_weights
 from alignflow.algorithms.kl import (
     KL_CONTROLLERS,
     KL_ESTIMATORS,
@@ -111,5 +112,6 @@ __all__ = [
     "reward_centering_loss",
     "rloo_advantages",
     "truncate_after_eos",
+    "truncated_is_weights",
     "whiten_rewards",
 ]

@@ -108,6 +108,7 @@ def ppo_clip_loss(
     clip_high: float | None = None,
     dual_clip: float | None = None,
     norm_const: float | None = None,
+    is_weights: torch.Tensor | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO clipped surrogate, with asymmetric clipping and optional dual clip.
@@ -122,6 +123,8 @@ def ppo_clip_loss(
     Args:
         logprobs, old_logprobs, advantages, response_mask: ``(batch, response_len)``.
         loss_agg_mode, norm_const: see ``aggregate_loss``.
+        is_weights: ``(batch, response_len)`` detached per-token weights multiplying the loss
+            before aggregation (truncated importance sampling, ``truncated_is_weights``); None = 1.
     Returns ``(loss, metrics)`` with metrics (masked means over valid tokens):
         ``clip_fraction``: fraction of tokens where the clipped term is strictly the larger one
         (its gradient is then 0); ``dual_clip_fraction`` (when dual clip is on);
@@ -144,6 +147,8 @@ def ppo_clip_loss(
         dual_active = (advantages < 0) & (loss_mat > bound)
         loss_mat = torch.where(advantages < 0, torch.minimum(loss_mat, bound), loss_mat)
         metrics["dual_clip_fraction"] = masked_mean(dual_active.float(), response_mask).detach()
+    if is_weights is not None:
+        loss_mat = loss_mat * is_weights
     loss = aggregate_loss(loss_mat, response_mask, loss_agg_mode, norm_const)
     with torch.no_grad():
         metrics["clip_fraction"] = masked_mean((clipped > unclipped).float(), response_mask)

@@ -83,11 +83,23 @@ class RolloutConfig:
     # (about 0.1 s for 135M params); bf16 decodes ~1.4x faster on CPU than bf16 autocast over fp32
     # weights, which re-casts every weight at every token. auto: bf16 when model.dtype is bf16,
     # else shared on one rank and fp32 on several (a sharded actor cannot decode token by token).
-    weights: Literal["auto", "shared", "bf16", "fp32"] = "auto"
+    # int8: a bf16 copy whose block linear layers hold int8 weights with per-channel scales (the LM
+    # head stays bf16), re-quantised from the actor's weights after every update (alignflow.rollout.
+    # int8; engine hf, a CPU with native bf16, no LoRA). Faster only when a decode step has few rows:
+    # bench/int8_decode.py, SmolLM2-135M on one shared core: 8 rows x 64 tokens 3.6 s against bf16's
+    # 8.9 s (noisy); 64 rows x 24 tokens 15.8 s against 8.9 s, slower. Its sampler drifts from the
+    # actor more than bf16's (|log-prob gap| 0.06-0.07 against 0.03), hence is_cap.
+    weights: Literal["auto", "shared", "bf16", "fp32", "int8"] = "auto"
     # hf: alignflow's own decoding loop over a transformers model (CPU or GPU). vllm: vLLM on a CUDA
     # GPU (`pip install 'alignflow[vllm]'`), colocated with the actor and asleep while it trains; its
     # copy of the weights is in the dtype `weights` names (auto: model.dtype) and synced every step.
     engine: Literal["hf", "vllm"] = "hf"
+    # Truncated importance sampling: each response token's policy-gradient loss is weighted by
+    # min(pi_actor / pi_rollout, is_cap), correcting for the rollout copy sampling from slightly
+    # different weights (algorithms.importance). null: 2.0 with weights int8, off otherwise (a bf16
+    # or fp32 copy stays as close to the actor as the actor's own bf16 passes, so their runs are
+    # unchanged); 0: off; else a cap >= 1.
+    is_cap: float | None = None
 
 
 def resolve_rollout_weights(weights: str, model_dtype: str, world_size: int = 1) -> str:
@@ -95,6 +107,16 @@ def resolve_rollout_weights(weights: str, model_dtype: str, world_size: int = 1)
     if weights == "auto":
         return "bf16" if model_dtype == "bf16" else ("shared" if world_size == 1 else "fp32")
     return weights
+
+
+DEFAULT_INT8_IS_CAP = 2.0  # verl's TIS default; on SmolLM2-135M int8 ~1% of tokens exceed it (bench/int8_decode.py)
+
+
+def resolve_is_cap(is_cap: float | None, rollout_weights: str) -> float | None:
+    """``rollout.is_cap`` as applied: a cap >= 1, or None for no correction (see :class:`RolloutConfig`)."""
+    if is_cap is None:
+        return DEFAULT_INT8_IS_CAP if rollout_weights == "int8" else None
+    return float(is_cap) if is_cap else None
 
 
 @dataclass
@@ -217,6 +239,11 @@ class RLConfig:
         return resolve_rollout_weights(self.rollout.weights, self.model.dtype, self.distributed.world_size)
 
     @property
+    def is_cap(self) -> float | None:
+        """The truncated importance-sampling cap in force, or None (``rollout.is_cap`` resolved)."""
+        return resolve_is_cap(self.rollout.is_cap, self.rollout_weights)
+
+    @property
     def needs_critic(self) -> bool:
         return estimator_needs_critic(self.algorithm.adv_estimator)
 
@@ -248,6 +275,9 @@ class RLConfig:
             raise ConfigError(f"rollout.max_new_tokens must be >= 1, got {rollout.max_new_tokens}")
         if not rollout.temperature > 0:
             raise ConfigError(f"rollout.temperature must be > 0, got {rollout.temperature}")
+        if rollout.is_cap is not None and rollout.is_cap != 0 and not rollout.is_cap >= 1:
+            raise ConfigError(f"rollout.is_cap must be >= 1 (a truncation of the importance ratio), 0 (off) or "
+                              f"null (2.0 with rollout.weights=int8, else off), got {rollout.is_cap}")
         for key in ("actor_lr", "critic_lr", "critic_head_lr"):
             if getattr(self.train, key) is not None and getattr(self.train, key) <= 0:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self.train, key)}")
@@ -265,6 +295,9 @@ class RLConfig:
         if self.train.compile and self.model.lora.enabled:
             raise ConfigError("train.compile does not support model.lora: the reference switches the adapters "
                               "of the same blocks off and on, which recompiles them at every switch")
+        if self.rollout_weights == "int8" and self.model.lora.enabled:
+            raise ConfigError("rollout.weights=int8 does not support model.lora yet (the adapters' layers would be "
+                              "quantised apart from their base); use rollout.weights=bf16")
         self._validate_distributed()
         self._validate_rollout_engine()
         if self.train.eval_prompts < 0:
@@ -301,9 +334,9 @@ class RLConfig:
     def _validate_rollout_engine(self) -> None:
         if self.rollout.engine == "hf":
             return
-        if self.rollout.weights == "shared":
-            raise ConfigError("rollout.engine=vllm keeps its own copy of the weights: use rollout.weights=auto, "
-                              "bf16 or fp32, not shared")
+        if self.rollout.weights in ("shared", "int8"):
+            raise ConfigError(f"rollout.engine=vllm keeps its own copy of the weights: use rollout.weights=auto, "
+                              f"bf16 or fp32, not {self.rollout.weights} (int8 is a copy for rollout.engine=hf)")
         if self.model.lora.enabled:
             raise ConfigError("rollout.engine=vllm does not support model.lora yet (the adapters would have to be "
                               "merged at every sync); use rollout.engine=hf")

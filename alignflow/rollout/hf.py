@@ -30,6 +30,7 @@ from transformers.cache_utils import DynamicLayer
 from alignflow.batch import Batch
 from alignflow.data.packing import pack_sequences
 from alignflow.rollout.base import SamplingParams
+from alignflow.rollout.int8 import is_int8, load_full_precision
 from alignflow.rollout.sampling import draw_uniforms, process_logits, row_generators, sample_next_token, seed_for
 
 # A character may take up to 4 byte-level tokens; one extra token keeps the stop string off the
@@ -71,9 +72,13 @@ class HFRolloutEngine:
     def update_weights(self, weights: nn.Module | Mapping[str, torch.Tensor]) -> None:
         """Copy ``weights`` into the engine's module; tensors that already share storage are skipped.
 
-        Colocated with the actor (same module), this copies nothing.
+        Colocated with the actor (same module), this copies nothing. An int8 copy
+        (``alignflow.rollout.int8``) takes full-precision weights and re-quantises them.
         """
         source = weights.state_dict() if isinstance(weights, nn.Module) else weights
+        if is_int8(self.model):
+            load_full_precision(self.model, source)
+            return
         target = self.model.state_dict()
         missing, unexpected = target.keys() - source.keys(), source.keys() - target.keys()
         if missing or unexpected:

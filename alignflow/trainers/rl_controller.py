@@ -47,6 +47,7 @@ from alignflow.algorithms import (
     masked_sum,
     masked_var,
     score_token_rewards,
+    truncated_is_weights,
     whiten_rewards,
 )
 from alignflow.batch import Batch
@@ -175,12 +176,14 @@ def compute_advantages(batch: Batch, algorithm: AlgorithmConfig) -> Batch:
     return batch.union(Batch(tensors={"advantages": advantages, "returns": returns}))
 
 
-def rollout_metrics(batch: Batch) -> dict[str, float]:
+def rollout_metrics(batch: Batch, is_cap: float | None = None) -> dict[str, float]:
     """What the rollout batch says about the policy (before the update).
 
     ``reward/raw_*``: the reward function's scores; ``reward/score_*``: after the missing-EOS
     penalty; ``reward/total_*``: summed token rewards (score minus the KL penalty); ``kl/ref``: the
-    per-token KL estimate summed over each response, averaged over responses.
+    per-token KL estimate summed over each response, averaged over responses. With truncated
+    importance sampling on (``is_cap``): ``rollout/is_capped_fraction`` (tokens whose ratio
+    pi_actor / pi_rollout exceeded the cap) and ``rollout/is_weight_mean``.
     """
     mask = batch["response_mask"]
     lengths = mask.sum(-1).float()
@@ -198,12 +201,15 @@ def rollout_metrics(batch: Batch) -> dict[str, float]:
         "policy/entropy": float(masked_mean(batch["entropy"], mask)),
         "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
         "response/eos_rate": float(batch["has_eos"].float().mean()),
-        # |sampler log-prob - recomputed log-prob|: ~0 for plain sampling; top-k/top-p make it grow.
+        # |sampler log-prob - recomputed log-prob|: ~0 for plain sampling from fp32 weights; top-k/top-p
+        # and a bf16 or int8 rollout copy make it grow.
         "rollout/logprob_gap": float(masked_mean((batch["sampling_logprobs"] - batch["old_logprobs"]).abs(), mask)),
         "advantages/mean": float(masked_mean(batch["advantages"], mask)),
         "advantages/std": float(masked_var(batch["advantages"], mask).sqrt()),
         "returns/mean": float(masked_mean(batch["returns"], mask)),
     }
+    _, is_stats = truncated_is_weights(batch["old_logprobs"], batch["sampling_logprobs"], mask, is_cap)
+    metrics.update({f"rollout/is_{k}": float(v) for k, v in is_stats.items()})
     if "values" in batch:
         metrics["critic/values_rollout_mean"] = float(masked_mean(batch["values"], mask))
         metrics["critic/explained_variance"] = float(explained_variance(batch["values"], batch["returns"], mask))
@@ -310,7 +316,8 @@ class RLController:
         self.rollout_stale = self.rollout_stale or actor_trains
         batch = token_kl(batch, algo)
 
-        metrics = {**rollout_metrics(batch), **critic_metrics, **actor_metrics, "kl/coef": self.kl_ctl.value}
+        metrics = {**rollout_metrics(batch, cfg.is_cap), **critic_metrics, **actor_metrics,
+                   "kl/coef": self.kl_ctl.value}
         self.kl_ctl.update(metrics["kl/ref"], n_steps=len(batch))
         self.prompts_consumed += count
         self.step += 1

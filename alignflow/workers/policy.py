@@ -6,10 +6,10 @@
   sampler's own log-probs come from a KV-cached loop and, with top-k/top-p, from a truncated
   distribution, so they are kept only as a diagnostic.
 * **rollout**: an :class:`~alignflow.rollout.HFRolloutEngine` over either the actor's own module
-  (``rollout.weights: shared``, one unsharded process) or a full copy of the weights (bf16 or fp32)
-  that :meth:`PolicyWorker.sync_rollout_weights` refreshes: the controller calls it, timed, after
-  every update. A sharded actor always samples from a copy, since decoding one token at a time
-  cannot wait on the other ranks.
+  (``rollout.weights: shared``, one unsharded process) or a full copy of the weights (bf16, fp32,
+  or int8 re-quantised at each sync) that :meth:`PolicyWorker.sync_rollout_weights` refreshes: the
+  controller calls it, timed, after every update. A sharded actor always samples from a copy, since
+  decoding one token at a time cannot wait on the other ranks.
 * **reference**: a frozen copy of the initial policy, or under LoRA the actor's own module with its
   adapters off (peft's ``disable_adapter()``), which *is* the initial policy.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,16 +27,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from alignflow.algorithms import aggregate_loss, get_policy_loss, kl_estimate, truncate_after_eos
+from alignflow.algorithms import (
+    aggregate_loss,
+    get_policy_loss,
+    kl_estimate,
+    truncate_after_eos,
+    truncated_is_weights,
+)
 from alignflow.batch import Batch
+from alignflow.config.loader import ConfigError
 from alignflow.config.rl import RLConfig, RolloutConfig
 from alignflow.models import compile_blocks, load_policy
 from alignflow.models.forward import HeadAtPositions, packs_exactly, response_logprobs
 from alignflow.models.loading import transformer_blocks
 from alignflow.models.shared_prefix import use_shared_prefix
 from alignflow.rollout import HFRolloutEngine, SamplingParams
+from alignflow.rollout.int8 import load_full_precision, quantize_linears
 from alignflow.rollout.sampling import seed_for
-from alignflow.runtime import autocast, effective_dtype, resolve_device
+from alignflow.runtime import autocast, effective_dtype, native_bf16, resolve_device
 from alignflow.workers.base import dispatch
 from alignflow.workers.engine import TrainingEngine, is_sharded, load_rank_rng, save_rank_rng, shard
 
@@ -48,10 +57,23 @@ def sampling_params(cfg: RolloutConfig) -> SamplingParams:
 
 def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
     """The module the rollout engine samples from: the policy itself (``shared``), or a frozen
-    copy in bf16 or fp32; ``weights`` as resolved by :attr:`RLConfig.rollout_weights`."""
+    copy in bf16, fp32 or int8 (``alignflow.rollout.int8``); ``weights`` as resolved by
+    :attr:`RLConfig.rollout_weights`."""
     if weights == "shared":
         return policy
     device_type = next(policy.parameters()).device.type
+    if weights == "int8":
+        # The int8 kernel is measured (and only fast) on a CPU, with bf16 activations: with fp32
+        # ones it runs ~20x slower than an fp32 GEMM.
+        if device_type != "cpu" or not native_bf16("cpu"):
+            raise ConfigError("rollout.weights=int8 needs a CPU with native bf16 (AVX512-BF16 or AMX), the only "
+                              f"place its kernel was measured to pay off; this actor is on {device_type}"
+                              f"{'' if device_type != 'cpu' else ' without native bf16'}: use rollout.weights=bf16")
+        # The LM head stays bf16 (tied to the embedding where the model ties them): quantised, it decoded
+        # slower end to end in bench/int8_decode.py, and above 8 rows it would be dequantised every step.
+        copy_ = quantize_linears(rollout_module(policy, "bf16"), torch.bfloat16, lm_head=False)
+        load_full_precision(copy_, policy.state_dict())  # quantised from the fp32 weights, as every sync does
+        return copy_
     dtype = torch.bfloat16 if effective_dtype(weights, device_type) == "bf16" else torch.float32
     # Seed deepcopy's memo with the cast parameters, so no second fp32 copy is materialised on the
     # way (tied weights stay tied: they are one parameter object).
@@ -62,7 +84,6 @@ def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
 def vllm_engine(policy: nn.Module, tokenizer, cfg: RLConfig):
     """The vLLM rollout engine over the initial policy (a config error where vLLM cannot run: this
     worker may be a Ray actor on another node than the one that validated the config)."""
-    from alignflow.config.loader import ConfigError
     from alignflow.rollout.vllm import engine_for_policy, vllm_unavailable_reason
 
     if reason := vllm_unavailable_reason():
@@ -129,6 +150,10 @@ class PolicyWorker:
             total_updates=optimizer_updates(cfg, train.steps - train.critic_warmup), device=self.device,
             offload=cfg.distributed.offload)
         self.policy_loss = get_policy_loss(cfg.algorithm.policy_loss)
+        self.is_cap = cfg.is_cap
+        if self.is_cap is not None and "is_weights" not in inspect.signature(self.policy_loss).parameters:
+            raise ConfigError(f"algorithm.policy_loss={cfg.algorithm.policy_loss!r} takes no is_weights, so it "
+                              "cannot apply rollout.is_cap: set rollout.is_cap=0 or add the argument")
         self.loss_norm_const = float(cfg.rollout.max_new_tokens)
 
     @property
@@ -251,10 +276,15 @@ class PolicyWorker:
                 behaviour.append((logprobs.detach().float(), entropy.detach().float()))
             old_logprobs = micro["old_logprobs"] if behaviour is None else behaviour[-1][0]
             mask = micro["response_mask"]
+            # Truncated IS for the sampler's mismatch; the KL and entropy terms are not reweighted.
+            options = {}
+            if self.is_cap is not None:
+                options["is_weights"], _ = truncated_is_weights(old_logprobs, micro["sampling_logprobs"], mask,
+                                                                self.is_cap)
             pg_loss, metrics = self.policy_loss(
                 logprobs=logprobs, old_logprobs=old_logprobs, advantages=micro["advantages"],
                 response_mask=mask, loss_agg_mode=algo.loss_agg_mode, clip_low=algo.clip_low,
-                clip_high=algo.clip_high, dual_clip=algo.dual_clip, norm_const=self.loss_norm_const)
+                clip_high=algo.clip_high, dual_clip=algo.dual_clip, norm_const=self.loss_norm_const, **options)
             entropy_term = aggregate_loss(entropy, mask, algo.loss_agg_mode, self.loss_norm_const)
             loss = pg_loss
             if algo.entropy_coef:

@@ -226,3 +226,59 @@ def test_a_single_update_per_batch_reuses_its_own_forward_as_the_behaviour_polic
     for key in ("kl/ref", "policy/entropy", "rollout/logprob_gap", "actor/pg_loss", "actor/kl_loss", "reward/raw_mean"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-5), key
     assert metrics["actor/clip_fraction"] == 0.0 and metrics["actor/grad_norm"] > 0  # ratio 1, a real update
+
+
+def test_an_int8_rollout_step_runs_with_truncated_importance_sampling(ppo_config, monkeypatch):
+    from alignflow.rollout.int8 import Int8Linear
+
+    monkeypatch.setattr("alignflow.workers.policy.native_bf16", lambda device_type="cpu": True)
+    cfg = ppo_config("rollout.weights=int8", "train.steps=1", "algorithm.missing_eos_penalty=null")
+    assert cfg.is_cap == 2.0  # null: on with int8
+    ctl, workers = controller(cfg)
+    engine_model = workers.policy.worker.rollout.model
+    assert isinstance(engine_model.model.layers[0].mlp.down_proj, Int8Linear)
+    metrics = ctl.train_step()
+    assert 0 < metrics["rollout/logprob_gap"] < 0.5
+    assert 0 <= metrics["rollout/is_capped_fraction"] < 0.5 and 0 < metrics["rollout/is_weight_mean"] <= 2
+    before = engine_model(torch.tensor([[5, 6, 7]])).logits
+    ctl.sync_rollout_weights({})  # re-quantised from the updated actor
+    assert not torch.equal(engine_model(torch.tensor([[5, 6, 7]])).logits, before)
+
+
+@pytest.mark.parametrize("on_policy", [False, True], ids=["ppo", "single-update"])
+def test_importance_weights_are_one_and_change_nothing_when_rollout_and_actor_agree(ppo_config, on_policy):
+    args = ["rollout.weights=fp32", "train.steps=1", "algorithm.missing_eos_penalty=null"]
+    if on_policy:
+        args += ["algorithm.adv_estimator=grpo", "rollout.n=2", "algorithm.kl_in_reward=false",
+                 "algorithm.kl_loss_coef=0.1", "train.prompts_per_step=2", "train.ppo_epochs=1",
+                 "train.mini_batch_size=4", "reward_function=ppo_test_rewards:text_reward"]
+    plain_ctl, plain = controller(ppo_config(*args))
+    expected = plain_ctl.train_step()
+    assert "rollout/is_weight_mean" not in expected  # off by default with an fp32 copy
+    ctl, workers = controller(ppo_config(*args, "rollout.is_cap=2"))
+    metrics = ctl.train_step()
+    assert metrics["rollout/is_weight_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["rollout/is_capped_fraction"] == 0
+    assert metrics["actor/pg_loss"] == pytest.approx(expected["actor/pg_loss"], abs=1e-6)
+    reference = dict(plain.policy.worker.actor.model.named_parameters())
+    for name, param in workers.policy.worker.actor.model.named_parameters():
+        torch.testing.assert_close(param, reference[name], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["rollout.is_cap=0.5"], "rollout.is_cap must be >= 1"),
+    (["rollout.weights=int8", "model.lora.enabled=true"], "rollout.weights=int8 does not support model.lora"),
+    (["rollout.weights=int8", "rollout.engine=vllm"], "not int8"),
+])
+def test_int8_and_is_cap_settings_are_checked(ppo_config, overrides, message):
+    from alignflow.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        ppo_config(*overrides)
+
+
+def test_is_cap_resolution():
+    from alignflow.config.rl import resolve_is_cap
+
+    assert resolve_is_cap(None, "int8") == 2.0 and resolve_is_cap(None, "bf16") is None
+    assert resolve_is_cap(0, "int8") is None and resolve_is_cap(3, "fp32") == 3.0

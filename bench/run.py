@@ -85,7 +85,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the measured steps of every case")
     p.add_argument("--repeats", type=int, default=None, help="processes per framework variant (default 5; smoke 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in every process (default 2; smoke 1)")
-    p.add_argument("--warmup", type=int, default=1, help="steps before the clock starts (>= 1)")
+    p.add_argument("--warmup", type=int, default=None, help="steps before the clock starts (default 2: a compiled "
+                   "model recompiles for dynamic shapes at its second distinct shape; smoke 1)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 256; smoke 128)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens generated (default 64; smoke 8)")
     p.add_argument("--alignflow-variants", default=None,
@@ -97,7 +98,7 @@ def parse_args() -> argparse.Namespace:
                         "default (TRL's: bf16 + gradient checkpointing), bf16 (no checkpointing), compile "
                         "(bf16 + torch_compile), padding_free (SFT: bf16 + padding_free), fp32")
     p.add_argument("--hf-variants", default=None, help="plain HF generate (default: default,bf16): default (fp32 "
-                   "weights), bf16 (bf16 weights)")
+                   "weights), bf16 (bf16 weights), autocast (fp32 weights under bf16 autocast: the pre-issue-19 peer)")
     p.add_argument("--shuffle-seed", type=int, default=0, help="the one shuffle of the data both sides share")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
     p.add_argument("--source", default=str(ROOT.parent / "shared/data/hh-rlhf/helpful-base.jsonl.gz"))
@@ -112,6 +113,7 @@ def parse_args() -> argparse.Namespace:
     args.max_length = args.max_length or (128 if smoke else 256)
     args.max_new_tokens = args.max_new_tokens or (8 if smoke else 64)
     args.timeout = args.timeout or (180 if smoke else 1800)
+    args.warmup = args.warmup if args.warmup is not None else (1 if smoke else 2)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
@@ -222,6 +224,7 @@ def run_process(cmd: list[str], log_path: Path, env: dict, timeout: int) -> tupl
     """Run ``cmd`` in its own process group, output to ``log_path``; returns (exit code, peak RSS KiB
     of that child from ``wait4``, wall seconds). A process past ``timeout`` is killed (its group)."""
     started = time.perf_counter()
+
     with open(log_path, "w") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -570,10 +573,36 @@ def main() -> int:
     case_sizes = sizes(args)
     results, failures = [], []
     started = time.perf_counter()
-    for case, runs in plan(args):
-        spec = case_sizes[case]
-        steps = steps_of(args, case)
-        for repeat in range(args.repeats):
+
+    def header_of(repeats_done: int) -> dict:
+        """The table's header, as of ``repeats_done`` finished repeats."""
+        return {
+            "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+            "load average at start / end": f"{load_start[0]:.2f} / {os.getloadavg()[0]:.2f}",
+            "versions": versions(results), "alignflow commit": git_commit(), "command": f"`{command}`",
+            "workload": (f"{Path(args.model).name} on {Path(args.source).name} ({meta['rows']} rows that fit "
+                         f"{meta['max_length'] - meta['slack']} tokens), max length {args.max_length}, "
+                         f"{args.max_new_tokens} new tokens, {args.threads} threads per process, {args.warmup} warm-up "
+                         f"step(s), {repeats_done} of {args.repeats} repeat(s); sizes: "
+                         + "; ".join(f"{c} batch {s['batch']}" + (f"x{s['group']}" if s.get('group', 1) > 1 else "")
+                                     + f", {steps_of(args, c)} steps" for c, s in case_sizes.items())),
+            "data order": (f"one shared shuffle (seed {meta.get('shuffle_seed')}) written by prepare_data.py; both "
+                           "sides take the rows in file order (TRL: sequential sampler / shuffle_dataset=False; "
+                           "alignflow: af_common.file_order)"),
+            "native bf16": "yes" if args.native_bf16 else "no (AVX2: bf16 emulated; alignflow runs fp32)",
+            "variants": "; ".join(f"{case}: alignflow {','.join(r[1] for r in runs if r[0] == 'alignflow')} vs "
+                                  + (f"{runs[-1][0]} {','.join(r[1] for r in runs if r[0] != 'alignflow')}"
+                                     if any(r[0] != 'alignflow' for r in runs) else "–")
+                                  for case, runs in plan(args)),
+            "wall time": f"{(time.perf_counter() - started) / 60:.1f} min",
+        }
+
+    # Repeat-major: every case once, then every case again, with the table rewritten after each
+    # repeat, so a run stopped early still leaves every case measured the same number of times.
+    for repeat in range(args.repeats):
+        for case, runs in plan(args):
+            spec = case_sizes[case]
+            steps = steps_of(args, case)
             for framework, variant, script in interleave(runs):
                 workdir = tempfile.mkdtemp(prefix=f"bench-{case}-{framework}-")
                 cmd = [pythons[framework], str(CASES_DIR / script), "--model", args.model, "--data", str(data),
@@ -598,42 +627,31 @@ def main() -> int:
                 log(f"  {result['samples'] / result['seconds']:.3f} samples/s, {rate:.1f} tok/s, "
                     f"peak RSS {result['maxrss_kib'] / MIB:.0f} MiB (whole process {rss_kib / MIB:.0f} MiB), "
                     f"process {wall:.0f}s")
+        if repeat + 1 < args.repeats and results:
+            write_outputs(args, out_dir, results, failures, peaks, meta, header_of(repeat + 1))
     raw.close()
     peaks.append(measure_peak(args, env, "end"))
-    header = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
-        "load average at start / end": f"{load_start[0]:.2f} / {os.getloadavg()[0]:.2f}",
-        "versions": versions(results), "alignflow commit": git_commit(), "command": f"`{command}`",
-        "workload": (f"{Path(args.model).name} on {Path(args.source).name} ({meta['rows']} rows that fit "
-                     f"{meta['max_length'] - meta['slack']} tokens), max length {args.max_length}, "
-                     f"{args.max_new_tokens} new tokens, {args.threads} threads per process, {args.warmup} warm-up "
-                     f"step(s), {args.repeats} repeat(s); sizes: "
-                     + "; ".join(f"{c} batch {s['batch']}" + (f"x{s['group']}" if s.get('group', 1) > 1 else "")
-                                 + f", {steps_of(args, c)} steps" for c, s in case_sizes.items())),
-        "data order": (f"one shared shuffle (seed {meta.get('shuffle_seed')}) written by prepare_data.py; both sides "
-                       "take the rows in file order (TRL: sequential sampler / shuffle_dataset=False; alignflow: "
-                       "af_common.file_order)"),
-        "native bf16": "yes" if args.native_bf16 else "no (AVX2: bf16 emulated; alignflow runs fp32)",
-        "variants": "; ".join(f"{case}: alignflow {','.join(r[1] for r in runs if r[0] == 'alignflow')} vs "
-                              + (f"{runs[-1][0]} {','.join(r[1] for r in runs if r[0] != 'alignflow')}"
-                                 if any(r[0] != 'alignflow' for r in runs) else "–")
-                              for case, runs in plan(args)),
-        "wall time": f"{(time.perf_counter() - started) / 60:.1f} min",
-    }
     if not results:
         log("no case produced a result")
         for f in failures:
             print(f, file=sys.stderr)
         return 1
+    table = write_outputs(args, out_dir, results, failures, peaks, meta, header_of(args.repeats))
+    print(table)
+    log(f"written: {out_dir / 'results.md'} and results.json (raw runs: raw.jsonl, logs/)")
+    return 1 if failures else 0
+
+
+def write_outputs(args, out_dir: Path, results: list[dict], failures: list[str], peaks: list[dict], meta: dict,
+                  header: dict) -> str:
+    """results.md / results.json in ``out_dir`` and the latest table beside the run folders."""
     summary = summarize(results, meta)
     table = markdown(args, summary, peaks, meta, header, failures)
     (out_dir / "results.md").write_text(table)
     (out_dir / "results.json").write_text(json.dumps(results_json(args, summary, peaks, meta, header, failures),
                                                      indent=1) + "\n")
     (Path(args.out) / ("latest-smoke.md" if args.smoke else "latest.md")).write_text(table)
-    print(table)
-    log(f"written: {out_dir / 'results.md'} and results.json (raw runs: raw.jsonl, logs/)")
-    return 1 if failures else 0
+    return table
 
 
 def versions(results: list[dict]) -> str:

@@ -183,9 +183,8 @@ class RLTrainConfig:
     # null (auto): wherever the model can (a causal decoder with sdpa or eager attention that passes
     # the check at start; not with train.compile, whose blocks are not yet checked with the 4D
     # mask); true: required (an error names this setting where the model cannot); false: off.
-    # Off by default for now: it has not yet been run through the Ray-vs-local equality tests
-    # (tests/distributed/test_ray_rl.py), where rows would pack differently on each rank.
-    share_prompt: bool | None = False
+    # The bench's GRPO case (2 prompts x 4 samples): log-prob pass and actor update 10-25% faster.
+    share_prompt: bool | None = None
 
     @property
     def share_prompt_request(self) -> bool | None:

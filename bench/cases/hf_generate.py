@@ -3,7 +3,8 @@
 EOS is ignored in both (every row decodes exactly --max-new-tokens tokens), so both do the same
 work; sampling at --temperature, no top-k / top-p. Variant ``default``: fp32 weights (HF's
 default); ``bf16``: the model loaded with bf16 weights (``dtype=torch.bfloat16``), as alignflow's
-rollout samples from a bf16 copy of the weights by default.
+rollout samples from a bf16 copy of the weights by default; ``autocast``: fp32 weights under CPU bf16
+autocast, the peer this bench ran before issue 19 (kept to measure that change's effect in one run).
 """
 
 import benchlib
@@ -11,12 +12,14 @@ from benchlib import METER, data_file, emit, read_jsonl
 
 args = benchlib.case_args(__doc__)
 
+import contextlib  # noqa: E402
+
 import torch  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
 from trl_common import load_causal_lm, load_tokenizer  # noqa: E402
 
-if args.variant not in ("default", "fp32", "bf16"):
-    raise SystemExit(f"unknown variant {args.variant!r} (default | bf16)")
+if args.variant not in ("default", "fp32", "bf16", "autocast"):
+    raise SystemExit(f"unknown variant {args.variant!r} (default | bf16 | autocast)")
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 tokenizer = load_tokenizer(args.model)
 weights = torch.bfloat16 if args.variant == "bf16" else torch.float32
@@ -32,7 +35,8 @@ config = GenerationConfig(max_new_tokens=args.max_new_tokens, min_new_tokens=arg
 METER.install_token_counter(args.model)
 torch.manual_seed(args.seed)
 for _ in range(args.warmup + args.steps):
-    with torch.inference_mode():
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if args.variant == "autocast" else contextlib.nullcontext()
+    with torch.inference_mode(), precision:
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
     new = out.shape[1] - width
     if new != args.max_new_tokens:
@@ -43,4 +47,5 @@ window = METER.window(args.warmup, args.steps)
 emit(args, case="generate", framework="hf", samples_per_step=len(rows), window=window, tokens_key="generated_tokens",
      settings={"batch": len(rows), "prompt_tokens": int(attention_mask.sum()), "max_new_tokens": args.max_new_tokens,
                "temperature": args.temperature, "weights": str(next(model.parameters()).dtype),
+               "autocast_bf16": args.variant == "autocast",
                "torch": torch.__version__})

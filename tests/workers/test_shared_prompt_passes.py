@@ -114,9 +114,9 @@ def test_critic_values_and_gradients_equal_the_padded_ones():
 
 
 def test_the_policy_worker_shares_on_request_and_its_passes_agree(make_policy_worker, prompts):
-    worker = make_policy_worker("rollout.n=3", "train.share_prompt=null")
-    assert worker.share  # auto: a tiny Llama with sdpa attention passes the check
-    assert not make_policy_worker().share  # off by default
+    worker = make_policy_worker("rollout.n=3")
+    assert worker.share  # on by default (auto): a tiny Llama with sdpa attention passes the check
+    assert not make_policy_worker("train.share_prompt=false").share
     rollout, _ = worker.generate(prompts, seed=1)
     shared = {**worker.compute_ref_logprobs(rollout).tensors, **worker.compute_logprobs(rollout).tensors}
     worker.share = False

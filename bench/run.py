@@ -224,7 +224,6 @@ def run_process(cmd: list[str], log_path: Path, env: dict, timeout: int) -> tupl
     """Run ``cmd`` in its own process group, output to ``log_path``; returns (exit code, peak RSS KiB
     of that child from ``wait4``, wall seconds). A process past ``timeout`` is killed (its group)."""
     started = time.perf_counter()
-
     with open(log_path, "w") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()

@@ -189,7 +189,12 @@ class PolicyWorker:
         if eval_mode:
             params = replace(params, n=1, do_sample=params.do_sample and not self.cfg.rollout.eval_greedy)
         prompt_seeds = [seed_for(seed, uid) for uid in prompts["prompt_uid"]]
-        with autocast(self.cfg.model.dtype, self.device.type):
+        # A copy already in bf16 (rollout.weights bf16 or int8) computes in bf16 by itself: autocast
+        # would only add dispatch work (SmolLM2-135M, 8 rows x 64 tokens on 2 AVX512-BF16 cores:
+        # 3.5-3.6 s a call without it, 4.0-4.5 s with it).
+        module = getattr(self.rollout, "model", None)  # vLLM's engine holds no torch module
+        in_bf16 = isinstance(module, nn.Module) and next(module.parameters()).dtype == torch.bfloat16
+        with contextlib.nullcontext() if in_bf16 else autocast(self.cfg.model.dtype, self.device.type):
             out = self.rollout.generate(prompts["prompt_token_ids"], params, prompt_seeds)
         out = out.to("cpu")
         # Engines may keep sampling after EOS (or pad with a token equal to EOS): the first EOS

@@ -12,6 +12,8 @@ from benchlib import METER, data_file, emit, read_jsonl
 
 args = benchlib.case_args(__doc__)
 
+import contextlib  # noqa: E402
+
 import torch  # noqa: E402
 from af_common import model_config, rollout_weights  # noqa: E402
 
@@ -34,8 +36,10 @@ params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.tem
 
 METER.install_token_counter(args.model)
 torch.manual_seed(args.seed)
+# As the RL worker samples: a bf16 copy runs without autocast, other weights under the model's dtype.
+in_bf16 = next(engine.model.parameters()).dtype == torch.bfloat16
 for _ in range(args.warmup + args.steps):
-    with autocast(cfg.dtype):
+    with contextlib.nullcontext() if in_bf16 else autocast(cfg.dtype):
         out = engine.generate(prompt_ids, params)
     new = int(out["response_mask"].sum())
     if new != len(rows) * args.max_new_tokens:
@@ -45,5 +49,5 @@ for _ in range(args.warmup + args.steps):
 emit(args, case="generate", framework="alignflow", samples_per_step=len(rows),
      window=METER.window(args.warmup, args.steps), tokens_key="generated_tokens",
      settings={"batch": len(rows), "prompt_tokens": sum(map(len, prompt_ids)), "max_new_tokens": args.max_new_tokens,
-               "temperature": args.temperature, "autocast_bf16": cfg.dtype == "bf16",
+               "temperature": args.temperature, "autocast_bf16": cfg.dtype == "bf16" and not in_bf16,
                "engine_weights": str(next(engine.model.parameters()).dtype), "torch": torch.__version__})

@@ -27,8 +27,9 @@ from alignflow.config.schema import ModelConfig
 from alignflow.models import load_policy
 from alignflow.models.forward import response_logprobs
 from alignflow.rollout import HFRolloutEngine, SamplingParams
-from alignflow.rollout.int8 import load_full_precision, quantize_linears
-from alignflow.workers.policy import rollout_module
+from alignflow.rollout.int8 import quantize_linears
+from alignflow.rollout.linears import load_full_precision
+from alignflow.workers.policy import float_copy, rollout_module
 
 PROMPTS = ["What is 17 + 25? Reply with only the number.", "Write a haiku about the sea.",
            "Explain photosynthesis in one sentence.", "Name three prime numbers.",
@@ -73,11 +74,13 @@ def main() -> None:
     state = {k: v.detach() for k, v in policy.state_dict().items()}
 
     def int8_copy(dtype: torch.dtype, lm_head: bool) -> nn.Module:
-        return quantize_linears(rollout_module(policy, "bf16" if dtype == torch.bfloat16 else "fp32"), dtype, lm_head)
+        return quantize_linears(float_copy(policy, dtype), dtype, lm_head)
 
     copies = {
         "fp32": (lambda: rollout_module(policy, "fp32"), None),
-        "bf16": (lambda: rollout_module(policy, "bf16"), None),
+        "bf16 (packed where supported)": (lambda: rollout_module(policy, "bf16"), None),
+        "bf16 plain nn.Linear": (lambda: float_copy(policy, torch.bfloat16), None),
+        "int8 weight-only bf16 act, head as rollout.weights=int8": (lambda: rollout_module(policy, "int8"), None),
         "int8 dynamic, LM head fp32": (lambda: dynamic_copy(policy, False), refresh_dynamic),
         "int8 dynamic, LM head int8": (lambda: dynamic_copy(policy, True), refresh_dynamic),
         "int8 weight-only bf16 act, head bf16": (lambda: int8_copy(torch.bfloat16, False), load_full_precision),

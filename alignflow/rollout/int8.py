@@ -12,16 +12,17 @@ largest matmul of a decode step (49152 x 576), but quantised it decoded slower e
 ``INT8_KERNEL_MAX_ROWS`` rows it would be dequantised at every step. ``bench/int8_decode.py``
 measures the forms this was chosen from.
 
-The copy is refreshed from the actor's full-precision state dict (:func:`load_full_precision`),
-which re-quantises every weight: the rounding follows the trained weights, it never accumulates.
+The copy is refreshed from the actor's full-precision state dict
+(:func:`~alignflow.rollout.linears.load_full_precision`), which re-quantises every weight: the
+rounding follows the trained weights, it never accumulates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
+
+from alignflow.rollout.linears import RolloutLinear, replace_linears
 
 # The int8 kernel is a loop of matrix-vector products: its time grows with the rows while a bf16
 # GEMM's barely does. One core of this AVX512-BF16 CPU, (rows x 576) @ (576 x 1536): 2 rows 0.05 ms
@@ -44,7 +45,7 @@ def quantize_per_channel(weight: torch.Tensor, scale_dtype: torch.dtype) -> tupl
     return q, scale.to(scale_dtype)
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(RolloutLinear):
     """``y = x @ (q * scale).T + bias`` with an int8 ``weight`` (out, in) and per-row ``scale``.
 
     ``x`` is cast to the scales' dtype (the copy's activation dtype) and the output has that dtype.
@@ -52,8 +53,7 @@ class Int8Linear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype,
                  device: torch.device | str = "cpu") -> None:
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        super().__init__(in_features, out_features)
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("scale", torch.ones(out_features, dtype=dtype, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device) if bias else None)
@@ -61,11 +61,11 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8Linear:
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, dtype, linear.weight.device)
-        module.quantize_(linear.weight, linear.bias)
+        module.load_(linear.weight, linear.bias)
         return module
 
     @torch.no_grad()
-    def quantize_(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    def load_(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         """Re-quantise from a full-precision ``weight`` (and copy ``bias``)."""
         q, scale = quantize_per_channel(weight.to(self.weight.device), self.scale.dtype)
         self.weight.copy_(q)
@@ -90,33 +90,8 @@ class Int8Linear(nn.Module):
 def quantize_linears(model: nn.Module, dtype: torch.dtype, lm_head: bool = True) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (in place) by an :class:`Int8Linear` computing in
     ``dtype`` (where the kernel supports its width); ``lm_head=False`` keeps the output embedding
-    in float. The rest of the model (the input embedding, norms) should already be in ``dtype``."""
+    as it is. The rest of the model (the input embedding, norms) should already be in ``dtype``."""
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if (type(child) is nn.Linear and (lm_head or child is not output)
-                    and child.in_features % INT8_KERNEL_FEATURE_MULTIPLE == 0):
-                setattr(module, child_name, Int8Linear.from_linear(child, dtype))
-    return model
-
-
-def is_int8(model: nn.Module) -> bool:
-    return any(isinstance(m, Int8Linear) for m in model.modules())
-
-
-@torch.no_grad()
-def load_full_precision(model: nn.Module, source: Mapping[str, torch.Tensor]) -> None:
-    """Copy a full-precision state dict (the trained model's keys) into ``model``: the weights of
-    its :class:`Int8Linear` layers are re-quantised, every other tensor is copied (and cast)."""
-    quantized = {name: m for name, m in model.named_modules() if isinstance(m, Int8Linear)}
-    owned = {f"{name}.{key}" for name in quantized for key in ("weight", "scale", "bias")}
-    rest = {k: v for k, v in model.state_dict().items() if k not in owned}
-    expected = rest.keys() | {f"{name}.{key}" for name, m in quantized.items()
-                              for key in ("weight", "bias") if key == "weight" or m.bias is not None}
-    missing, unexpected = expected - source.keys(), source.keys() - expected
-    if missing or unexpected:
-        raise ValueError(f"weights do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
-    for name, module in quantized.items():
-        module.quantize_(source[f"{name}.weight"], source.get(f"{name}.bias"))
-    for name, tensor in rest.items():
-        tensor.copy_(source[name])
+    return replace_linears(model, lambda linear: Int8Linear.from_linear(linear, dtype),
+                           keep=lambda name, linear: ((not lm_head and linear is output)
+                                                      or linear.in_features % INT8_KERNEL_FEATURE_MULTIPLE != 0))

@@ -8,6 +8,7 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from alignflow.models.forward import response_logprobs
+from alignflow.rollout.linears import PackedLinear, packing_supported
 from alignflow.trainers.rl_controller import RLController, load_prompt_sets, train_rl
 from alignflow.workers import build_local_workers
 
@@ -119,8 +120,11 @@ def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, l
     actor, engine_model = workers.policy.worker.actor, workers.policy.worker.rollout.model
     assert engine_model is not actor.model
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in engine_model.parameters())
-    tied = actor.model.get_output_embeddings().weight is actor.model.get_input_embeddings().weight
-    assert (engine_model.get_output_embeddings().weight is engine_model.get_input_embeddings().weight) == tied
+    packed = {name: m for name, m in engine_model.named_modules() if isinstance(m, PackedLinear)}
+    assert bool(packed) == (packing_supported(torch.bfloat16) and not lora)  # peft's layers read .weight
+    if not packed:
+        tied = actor.model.get_output_embeddings().weight is actor.model.get_input_embeddings().weight
+        assert (engine_model.get_output_embeddings().weight is engine_model.get_input_embeddings().weight) == tied
 
     ctl.train_step()  # the update moves the actor; the copy is stale until the controller syncs it
     assert ctl.rollout_stale
@@ -128,6 +132,10 @@ def test_bf16_rollout_copy_samples_from_the_actors_current_weights(ppo_config, l
     source = actor.model.state_dict()
     for name, tensor in engine_model.state_dict().items():
         torch.testing.assert_close(tensor, source[name].to(torch.bfloat16), rtol=0, atol=0)
+    for name, module in packed.items():  # a packed weight is seen through what it computes
+        x = torch.randn(2, module.in_features, dtype=torch.bfloat16)
+        with torch.inference_mode():
+            assert torch.equal(module(x), torch.nn.functional.linear(x, source[f"{name}.weight"].to(torch.bfloat16)))
 
 
 def test_shared_rollout_weights_use_the_actor_module(ppo_config):

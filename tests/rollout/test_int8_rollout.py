@@ -8,7 +8,8 @@ from alignflow.config import ConfigError
 from alignflow.models.forward import response_logprobs
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.int8 import INT8_KERNEL_MAX_ROWS, Int8Linear, quantize_linears, quantize_per_channel
-from alignflow.workers.policy import rollout_module
+from alignflow.rollout.linears import PackedLinear, packing_supported
+from alignflow.workers.policy import float_copy, rollout_module
 
 # Measured on the tiny Llama (init std 0.3, 4 prompts x 4 samples x 8 tokens, temperature 1):
 # mean |sampling log-prob - fp32 log-prob| 6e-7 for the fp32 copy, 0.017 for bf16, 0.041 for int8.
@@ -42,10 +43,13 @@ def test_int8_linear_multiplies_by_the_dequantised_weight(rows):
 
 def test_the_copy_quantises_the_blocks_and_keeps_embedding_and_lm_head_in_bf16(llama):
     copy = rollout_module(llama, "int8")
-    assert isinstance(copy.model.layers[0].mlp.down_proj, Int8Linear) and type(copy.lm_head) is nn.Linear
+    assert isinstance(copy.model.layers[0].mlp.down_proj, Int8Linear)
+    assert type(copy.lm_head) is (PackedLinear if packing_supported(torch.bfloat16) else nn.Linear)
     assert torch.equal(copy.get_input_embeddings().weight, llama.get_input_embeddings().weight.bfloat16())
-    assert torch.equal(copy.lm_head.weight, llama.lm_head.weight.bfloat16())
-    head = quantize_linears(rollout_module(llama, "bf16"), torch.bfloat16, lm_head=True)
+    x = torch.randn(3, llama.config.hidden_size, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.equal(copy.lm_head(x), nn.functional.linear(x, llama.lm_head.weight.bfloat16()))
+    head = quantize_linears(float_copy(llama, torch.bfloat16), torch.bfloat16, lm_head=True)
     assert isinstance(head.lm_head, Int8Linear) and type(head.get_input_embeddings()) is nn.Embedding
     assert all(not p.requires_grad for p in copy.parameters())
 

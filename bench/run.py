@@ -48,10 +48,11 @@ MIB = 1024  # ru_maxrss is in KiB on Linux
 # - emulated (AVX2): alignflow runs bf16 as fp32, so its fp32 variant would repeat its default and is
 #   left out; TRL's bf16 (emulated, several times slower) is replaced by fp32, and its compile runs
 #   on fp32. TRL then has one variant more than alignflow (its default, emulated bf16).
-# HF generate: fp32 and bf16 weights. train.compile does not touch generation (no compile there).
+# HF generate: fp32 and bf16 weights, and (native bf16) bf16 with the static cache and compile HF
+# documents for generate. train.compile does not touch alignflow's generation (no compile there).
 DEFAULT_VARIANTS = {
     True: {"alignflow": ["default", "compile", "fp32"], "trl": ["default", "bf16", "compile"],
-           "hf": ["default", "bf16"]},
+           "hf": ["default", "bf16", "compile"]},
     False: {"alignflow": ["default", "compile"], "trl": ["default", "fp32", "compile"], "hf": ["default", "bf16"]},
 }
 # Per case: rows per step (batch; RL: prompts x group), measured steps at --scale 1, the peer case
@@ -97,8 +98,10 @@ def parse_args() -> argparse.Namespace:
                    help="comma list for every TRL case (default: default,bf16,compile; SFT adds padding_free): "
                         "default (TRL's: bf16 + gradient checkpointing), bf16 (no checkpointing), compile "
                         "(bf16 + torch_compile), padding_free (SFT: bf16 + padding_free), fp32")
-    p.add_argument("--hf-variants", default=None, help="plain HF generate (default: default,bf16): default (fp32 "
-                   "weights), bf16 (bf16 weights), autocast (fp32 weights under bf16 autocast: the pre-issue-19 peer)")
+    p.add_argument("--hf-variants", default=None,
+                   help="plain HF generate (default: default,bf16, and compile on native bf16): default (fp32 "
+                        "weights), bf16 (bf16 weights), compile (bf16, static cache, generate's torch.compile), "
+                        "autocast (fp32 weights under bf16 autocast: the pre-issue-19 peer)")
     p.add_argument("--shuffle-seed", type=int, default=0, help="the one shuffle of the data both sides share")
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
     p.add_argument("--source", default=str(ROOT.parent / "shared/data/hh-rlhf/helpful-base.jsonl.gz"))

@@ -85,10 +85,12 @@ class RolloutConfig:
     # else shared on one rank and fp32 on several (a sharded actor cannot decode token by token).
     # int8: a bf16 copy whose block linear layers hold int8 weights with per-channel scales (the LM
     # head stays bf16), re-quantised from the actor's weights after every update (alignflow.rollout.
-    # int8; engine hf, a CPU with native bf16, no LoRA). Faster only when a decode step has few rows:
-    # bench/int8_decode.py, SmolLM2-135M on one shared core: 8 rows x 64 tokens 3.6 s against bf16's
-    # 8.9 s (noisy); 64 rows x 24 tokens 15.8 s against 8.9 s, slower. Its sampler drifts from the
-    # actor more than bf16's (|log-prob gap| 0.06-0.07 against 0.03), hence is_cap.
+    # int8; engine hf, a CPU with native bf16, no LoRA). It was faster than a plain bf16 copy only when
+    # a decode step has few rows (bench/int8_decode.py, SmolLM2-135M on one shared core: 8 rows x 64
+    # tokens 3.6 s against 8.9 s; 64 rows x 24 tokens 15.8 s against 8.9 s), and no faster than the
+    # packed bf16 copy (alignflow.rollout.linears; 2 cores, 8 rows x 64 tokens: 2.83 s both, plain bf16
+    # 3.15 s). Its sampler drifts from the actor more than bf16's (|log-prob gap| 0.05-0.07 against
+    # 0.03), hence is_cap.
     weights: Literal["auto", "shared", "bf16", "fp32", "int8"] = "auto"
     # hf: alignflow's own decoding loop over a transformers model (CPU or GPU). vllm: vLLM on a CUDA
     # GPU (`pip install 'alignflow[vllm]'`), colocated with the actor and asleep while it trains; its

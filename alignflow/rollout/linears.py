@@ -82,9 +82,10 @@ class PackedLinear(RolloutLinear):
 
 
 def packing_supported(dtype: torch.dtype) -> bool:
-    """Whether :class:`PackedLinear` runs here in ``dtype``: bf16 on a CPU build with oneDNN and
-    native bf16 (elsewhere oneDNN emulates it). fp32 is left out: its packed GEMM is 2x faster but
-    rounds differently (7.6e-5 on the layer above), and an fp32 copy is there to be exact."""
+    """Whether :class:`PackedLinear` runs here in ``dtype``: bf16, where this CPU build's oneDNN
+    multiplies bf16 (the copy is bf16 only where the CPU runs it natively: runtime.effective_dtype).
+    fp32 is left out: its packed GEMM is 2x faster but rounds differently (7.6e-5 on the layer
+    above), and an fp32 copy is there to be exact."""
     return (dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
             and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 

@@ -33,7 +33,7 @@ from transformers.cache_utils import DynamicLayer
 from alignflow.batch import Batch
 from alignflow.data.packing import pack_sequences
 from alignflow.rollout.base import SamplingParams
-from alignflow.rollout.linears import has_rollout_linears, load_full_precision
+from alignflow.rollout.linears import load_full_precision
 from alignflow.rollout.sampling import draw_uniforms, process_logits, row_generators, sample_next_token, seed_for
 
 # A character may take up to 4 byte-level tokens; one extra token keeps the stop string off the
@@ -76,22 +76,9 @@ class HFRolloutEngine:
         """Copy ``weights`` into the engine's module; tensors that already share storage are skipped.
 
         Colocated with the actor (same module), this copies nothing. A copy with packed or int8
-        linear layers (``alignflow.rollout.linears``) takes full-precision weights and repacks them.
+        linear layers takes full-precision weights and repacks them (``rollout.linears.load_full_precision``).
         """
-        source = weights.state_dict() if isinstance(weights, nn.Module) else weights
-        if has_rollout_linears(self.model):
-            load_full_precision(self.model, source)
-            return
-        target = self.model.state_dict()
-        missing, unexpected = target.keys() - source.keys(), source.keys() - target.keys()
-        if missing or unexpected:
-            raise ValueError(
-                f"weights do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
-            )
-        with torch.no_grad():
-            for name, tensor in target.items():
-                if tensor.data_ptr() != source[name].data_ptr():
-                    tensor.copy_(source[name])
+        load_full_precision(self.model, weights.state_dict() if isinstance(weights, nn.Module) else weights)
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams,
                  prompt_seeds: list[int] | None = None) -> Batch:

@@ -108,14 +108,11 @@ def pack_linears(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Mo
     return replace_linears(model, lambda linear: PackedLinear.from_linear(linear, dtype))
 
 
-def has_rollout_linears(model: nn.Module) -> bool:
-    return any(isinstance(m, RolloutLinear) for m in model.modules())
-
-
 @torch.no_grad()
 def load_full_precision(model: nn.Module, source: Mapping[str, torch.Tensor]) -> None:
     """Copy a full-precision state dict (the trained model's keys) into ``model``: each
-    :class:`RolloutLinear` reloads (packs, quantises) its weight, every other tensor is copied (and cast)."""
+    :class:`RolloutLinear` reloads (packs, quantises) its weight, every other tensor is copied (and
+    cast) unless it already shares the source's storage (a module colocated with the actor)."""
     converted = {name: m for name, m in model.named_modules() if isinstance(m, RolloutLinear)}
     owned = {f"{name}.{key}" for name, m in converted.items() for key in m.state_dict()}
     rest = {k: v for k, v in model.state_dict().items() if k not in owned}
@@ -126,4 +123,5 @@ def load_full_precision(model: nn.Module, source: Mapping[str, torch.Tensor]) ->
     for name, module in converted.items():
         module.load_(source[f"{name}.weight"], source.get(f"{name}.bias"))
     for name, tensor in rest.items():
-        tensor.copy_(source[name])
+        if tensor.data_ptr() != source[name].data_ptr():
+            tensor.copy_(source[name])

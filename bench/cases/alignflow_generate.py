@@ -12,16 +12,13 @@ from benchlib import METER, data_file, emit, read_jsonl
 
 args = benchlib.case_args(__doc__)
 
-import contextlib  # noqa: E402
-
 import torch  # noqa: E402
 from af_common import model_config, rollout_weights  # noqa: E402
 
 from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
 from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
-from alignflow.runtime import autocast  # noqa: E402
-from alignflow.workers.policy import rollout_module  # noqa: E402
+from alignflow.workers.policy import rollout_module, sampling_precision  # noqa: E402
 
 if args.variant == "compile":  # train.compile compiles training blocks only: the run would repeat ``default``
     raise SystemExit("the generate case has no compile variant (train.compile does not touch the rollout engine)")
@@ -36,10 +33,9 @@ params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.tem
 
 METER.install_token_counter(args.model)
 torch.manual_seed(args.seed)
-# As the RL worker samples: a bf16 copy runs without autocast, other weights under the model's dtype.
-in_bf16 = next(engine.model.parameters()).dtype == torch.bfloat16
+in_bf16 = next(engine.model.parameters()).dtype == torch.bfloat16  # for the settings column
 for _ in range(args.warmup + args.steps):
-    with contextlib.nullcontext() if in_bf16 else autocast(cfg.dtype):
+    with sampling_precision(engine.model, cfg.dtype, "cpu"):  # as the RL worker samples
         out = engine.generate(prompt_ids, params)
     new = int(out["response_mask"].sum())
     if new != len(rows) * args.max_new_tokens:

@@ -2,7 +2,8 @@
 
 :class:`ResponseGenerator` holds one loaded policy, its chat formatting and an
 :class:`~alignflow.rollout.HFRolloutEngine`, so every probe (win rates, KL, refusals, TruthfulQA)
-reuses one copy of the weights. Prompts are formatted exactly as in training (the model's chat
+reuses one loaded policy (in bf16, sampling runs from a packed bf16 copy of it, as RL rollouts
+do). Prompts are formatted exactly as in training (the model's chat
 template, or the plain Human/Assistant layout) and cut from the left to ``max_prompt_length``.
 
 Prompts are batched in order of length (less padding); results come back in prompt order, with
@@ -37,7 +38,8 @@ from alignflow.evaluation.metrics import (
 )
 from alignflow.models.loading import load_policy
 from alignflow.rollout import HFRolloutEngine, SamplingParams
-from alignflow.runtime import autocast
+from alignflow.rollout.weights import rollout_module, sampling_precision
+from alignflow.runtime import effective_dtype
 
 Prompt = str | list[Message] | PromptExample
 
@@ -90,13 +92,19 @@ class ResponseGenerator:
         # Only encode_prompt is used here, so max_length just has to exceed max_prompt_length.
         self.encoder = PromptResponseEncoder(tokenizer, self.formatter, max_length=max_prompt_length + 1,
                                              max_prompt_length=max_prompt_length)
-        self.engine = HFRolloutEngine.from_tokenizer(model, tokenizer)
-        self.dtype, self.batch_size = dtype, batch_size
+        # bf16 sampling runs from a frozen bf16 copy taken here, packed as RL rollouts are (faster than
+        # autocast over fp32 weights: MEASURE); ``model`` stays as given for the passes that read it
+        # (log-probs, KL, the eval reference).
+        device_type = next(model.parameters()).device.type
+        weights = "bf16" if effective_dtype(dtype, device_type) == "bf16" else "shared"
+        self.engine = HFRolloutEngine.from_tokenizer(rollout_module(model, weights), tokenizer)
+        self.dtype, self.device_type, self.batch_size = dtype, device_type, batch_size
 
     @classmethod
     def load(cls, name: str | Path, *, dtype: str = "fp32", chat_template: Template = "auto",
              **kwargs: Any) -> ResponseGenerator:
-        """Load a model folder, alias, ``.gguf`` file or hub id (fp32 weights; ``dtype`` is autocast)."""
+        """Load a model folder, alias, ``.gguf`` file or hub id (fp32 weights, read under ``dtype``'s
+        autocast; in bf16, sampling runs from a bf16 copy)."""
         model, tokenizer = load_policy(ModelConfig(name=str(name), dtype=dtype, chat_template=chat_template))
         return cls(model, tokenizer, dtype=dtype, chat_template=chat_template, **kwargs)
 
@@ -116,7 +124,7 @@ class ResponseGenerator:
         for number, start in enumerate(range(0, len(order), self.batch_size)):
             chunk = order[start : start + self.batch_size]
             batch_params = params if params.seed is None else replace(params, seed=params.seed + number)
-            with autocast(self.dtype):
+            with sampling_precision(self.engine.model, self.dtype, self.device_type):
                 batch = self.engine.generate([ids[i] for i in chunk], batch_params)
             yield chunk, batch
 

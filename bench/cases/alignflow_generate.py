@@ -1,10 +1,11 @@
 """alignflow's HFRolloutEngine on the same prompt batch (token ids) as the plain HF ``generate`` case.
 
 EOS is ignored in both (the engine gets no EOS ids), so every row decodes exactly
---max-new-tokens tokens; sampling at --temperature, no top-k / top-p. Variants: ``default``
-samples from a bf16 copy of the weights, as alignflow's RL rollout worker does by default
-(``rollout.weights: auto``); ``autocast``: bf16 autocast over the fp32 weights (the default
-before the bf16 copy, kept to measure it); ``fp32``: no autocast.
+--max-new-tokens tokens; sampling at --temperature, no top-k / top-p. Generation only, as HF's
+case: the policy loads straight in the rollout dtype (``load_sampling_policy``), with no fp32
+weights kept for training beside it. Variants: ``default`` samples from bf16 weights, packed, as
+alignflow's RL rollout copy (``rollout.weights: auto``); ``autocast``: bf16 autocast over fp32
+weights (the default before the bf16 copy, kept to measure it); ``fp32``: no autocast.
 """
 
 import benchlib
@@ -16,19 +17,16 @@ import torch  # noqa: E402
 from af_common import model_config, rollout_weights  # noqa: E402
 
 from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
-from alignflow.models import load_policy  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
-from alignflow.workers.policy import rollout_module, sampling_precision  # noqa: E402
+from alignflow.rollout.weights import load_sampling_policy, sampling_precision  # noqa: E402
 
 if args.variant == "compile":  # train.compile compiles training blocks only: the run would repeat ``default``
     raise SystemExit("the generate case has no compile variant (train.compile does not touch the rollout engine)")
 rows = read_jsonl(data_file(args, "prompts.jsonl"), limit=args.batch)
 prompt_ids = [r["prompt_ids"] for r in rows]
 cfg = model_config(args)
-model, tokenizer = load_policy(cfg)
-weights = resolve_rollout_weights(rollout_weights(args), cfg.dtype)
-engine = HFRolloutEngine(rollout_module(model, weights), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_ids=())
+model, tokenizer = load_sampling_policy(cfg, resolve_rollout_weights(rollout_weights(args), cfg.dtype))
+engine = HFRolloutEngine(model, pad_token_id=tokenizer.pad_token_id, eos_token_ids=())
 params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, do_sample=True)
 
 METER.install_token_counter(args.model)

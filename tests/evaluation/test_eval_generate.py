@@ -135,3 +135,27 @@ def test_decoding_prints_no_transformers_deprecation_warning(generator):
         warnings.simplefilter("error", FutureWarning)
         generated = generator.generate(QUESTIONS[:2], SamplingParams(max_new_tokens=4, do_sample=False))
     assert len(generated) == 2
+
+
+def test_bf16_sampling_runs_from_a_packed_bf16_copy_and_leaves_the_model_fp32(generator, monkeypatch):
+    """As RL rollouts: same tokens as an engine over ``rollout_module(model, "bf16")``; the model the
+    log-prob and KL passes read is untouched."""
+    import torch
+
+    from alignflow.rollout import HFRolloutEngine
+    from alignflow.rollout.linears import PackedLinear, packing_supported
+    from alignflow.rollout.weights import rollout_module
+
+    monkeypatch.setattr("alignflow.runtime.precision.native_bf16", lambda device_type="cpu": True)
+    bf16 = ResponseGenerator(generator.model, generator.tokenizer, dtype="bf16", batch_size=2, max_prompt_length=32)
+    assert next(bf16.engine.model.parameters()).dtype == torch.bfloat16 and bf16.engine.model is not bf16.model
+    assert isinstance(bf16.engine.model.lm_head, PackedLinear) == packing_supported(torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())
+    params = SamplingParams(max_new_tokens=6, temperature=1.0, seed=4)
+    batch = next(bf16.generate_batches(QUESTIONS[:2], params))[1]
+    ids = bf16.encode_prompts(QUESTIONS[:2])
+    ids = [ids[i] for i in sorted(range(2), key=lambda i: len(ids[i]))]
+    expected = HFRolloutEngine.from_tokenizer(rollout_module(generator.model, "bf16"), generator.tokenizer).generate(
+        ids, params)
+    assert torch.equal(batch["response_ids"], expected["response_ids"])
+    assert generator.engine.model is generator.model  # fp32 samples from the model itself

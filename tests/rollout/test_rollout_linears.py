@@ -4,11 +4,13 @@ import pytest
 import torch
 from torch import nn
 
+from alignflow.config.schema import ModelConfig
+from alignflow.models import load_policy
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout import hf as hf_engine
 from alignflow.rollout.hf import PreallocatedLayer
 from alignflow.rollout.linears import PackedLinear, load_full_precision, pack_linears, packing_supported
-from alignflow.workers.policy import float_copy, rollout_module
+from alignflow.rollout.weights import float_copy, load_sampling_policy, rollout_module
 
 needs_packing = pytest.mark.skipif(not packing_supported(torch.bfloat16),
                                    reason="this CPU build has no oneDNN bf16 (PackedLinear is not used here)")
@@ -62,6 +64,26 @@ def test_update_weights_repacks_the_copy_after_an_optimizer_step(llama, prompts)
     assert torch.equal(after["sampling_logprobs"], fresh["sampling_logprobs"])
     with pytest.raises(ValueError, match=r"missing \['lm_head.weight'\]"):
         load_full_precision(engine.model, {k: v for k, v in llama.state_dict().items() if k != "lm_head.weight"})
+
+
+@needs_packing
+def test_a_sampling_only_policy_loads_in_bf16_packs_in_place_and_samples_as_the_plain_load(
+        tiny_llama_dir, prompts, monkeypatch):
+    monkeypatch.setattr("alignflow.runtime.precision.native_bf16", lambda device_type="cpu": True)
+    cfg = ModelConfig(name=str(tiny_llama_dir), dtype="bf16")
+    packed, _ = load_sampling_policy(cfg, "bf16")
+    assert isinstance(packed.lm_head, PackedLinear) and not packed.training
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in packed.parameters())
+    plain, _ = load_policy(cfg, dtype=torch.bfloat16)
+    a, b = (HFRolloutEngine(m.eval(), pad_token_id=0).generate(prompts, SAMPLE) for m in (packed, plain))
+    assert torch.equal(a["response_ids"], b["response_ids"])
+    assert torch.equal(a["sampling_logprobs"], b["sampling_logprobs"])
+
+
+def test_a_sampling_only_policy_in_fp32_is_the_plain_fp32_load(tiny_llama_dir):
+    policy, _ = load_sampling_policy(ModelConfig(name=str(tiny_llama_dir), dtype="fp32"), "shared")
+    assert not any(isinstance(m, PackedLinear) for m in policy.modules()) and not policy.training
+    assert all(p.dtype == torch.float32 and not p.requires_grad for p in policy.parameters())
 
 
 def test_the_preallocated_cache_decodes_as_the_dynamic_one(model, prompts, monkeypatch):

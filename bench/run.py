@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -106,6 +107,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model", default=None, help="HF folder (default: alignflow's converted smollm2-135m-instruct)")
     p.add_argument("--source", default=str(ROOT.parent / "shared/data/hh-rlhf/helpful-base.jsonl.gz"))
     p.add_argument("--out", default=str(BENCH / "out"), help="results folder (a time-stamped run folder inside)")
+    p.add_argument("--resume", default=None, metavar="RUN_FOLDER",
+                   help="continue a stopped run in its folder: the runs in its raw.jsonl are kept, the rest run; "
+                        "the same flags as the stopped run (checked against its results.json)")
     p.add_argument("--timeout", type=int, default=None, help="seconds per process (default 1800; smoke 180)")
     p.add_argument("--skip-setup", action="store_true", help="do not create or check bench/.venv-trl")
     p.add_argument("--alignflow-python", default=str(ROOT / ".venv/bin/python"))
@@ -566,22 +570,34 @@ def main() -> int:
     env = child_env(args.threads)
     data = prepare_data(args, env)
     meta = json.loads((data / "meta.json").read_text())
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else "")
-    out_dir = Path(args.out) / stamp
+    if args.resume:
+        out_dir = Path(args.resume)
+        earlier = stopped_run(out_dir)
+    else:
+        out_dir = Path(args.out) / (dt.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-smoke" if args.smoke else ""))
+        earlier = {"header": {}, "peaks": [], "results": []}
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    raw = open(out_dir / "raw.jsonl", "w")
-    peaks = [measure_peak(args, env, "start")]
     pythons = {"alignflow": args.alignflow_python, "trl": trl_python, "hf": trl_python}
     case_sizes = sizes(args)
-    results, failures = [], []
+    results, failures = list(earlier["results"]), []
     started = time.perf_counter()
 
     def header_of(repeats_done: int) -> dict:
-        """The table's header, as of ``repeats_done`` finished repeats."""
+        """The table's header, as of ``repeats_done`` finished repeats (a resumed run's header keeps
+        the stopped run's commit, command and wall time beside this part's)."""
+        before = earlier["header"]
+
+        def joined(key: str, now: str) -> str:
+            if not before or before[key].endswith(now):
+                return before.get(key, now)
+            return f"{before[key]}, then (resumed) {now}"
+
+        minutes = (time.perf_counter() - started) / 60 + float(before.get("wall time", "0 min").split()[0])
         return {
-            "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+            "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": joined("machine", machine()),
             "load average at start / end": f"{load_start[0]:.2f} / {os.getloadavg()[0]:.2f}",
-            "versions": versions(results), "alignflow commit": git_commit(), "command": f"`{command}`",
+            "versions": versions(results), "alignflow commit": joined("alignflow commit", git_commit()),
+            "command": joined("command", f"`{command}`"),
             "workload": (f"{Path(args.model).name} on {Path(args.source).name} ({meta['rows']} rows that fit "
                          f"{meta['max_length'] - meta['slack']} tokens), max length {args.max_length}, "
                          f"{args.max_new_tokens} new tokens, {args.threads} threads per process, {args.warmup} warm-up "
@@ -596,8 +612,14 @@ def main() -> int:
                                   + (f"{runs[-1][0]} {','.join(r[1] for r in runs if r[0] != 'alignflow')}"
                                      if any(r[0] != 'alignflow' for r in runs) else "–")
                                   for case, runs in plan(args)),
-            "wall time": f"{(time.perf_counter() - started) / 60:.1f} min",
+            "wall time": f"{minutes:.1f} min",
         }
+
+    if earlier["header"]:
+        check_resumable(out_dir, earlier["header"], header_of(0))
+    done = {(r["case"], r["framework"], r["variant"], r["repeat"]) for r in results}
+    raw = open(out_dir / "raw.jsonl", "a")
+    peaks = earlier["peaks"] + [measure_peak(args, env, "resumed" if earlier["header"] else "start")]
 
     # Repeat-major: every case once, then every case again, with the table rewritten after each
     # repeat, so a run stopped early still leaves every case measured the same number of times.
@@ -606,6 +628,8 @@ def main() -> int:
             spec = case_sizes[case]
             steps = steps_of(args, case)
             for framework, variant, script in interleave(runs):
+                if (case, framework, variant, repeat + 1) in done:  # measured before a --resume
+                    continue
                 workdir = tempfile.mkdtemp(prefix=f"bench-{case}-{framework}-")
                 cmd = [pythons[framework], str(CASES_DIR / script), "--model", args.model, "--data", str(data),
                        "--workdir", workdir, "--variant", variant, "--batch", str(spec["batch"]),
@@ -642,6 +666,31 @@ def main() -> int:
     print(table)
     log(f"written: {out_dir / 'results.md'} and results.json (raw runs: raw.jsonl, logs/)")
     return 1 if failures else 0
+
+
+def stopped_run(out_dir: Path) -> dict:
+    """What a stopped run left in ``out_dir``: its header and matmul peaks (results.json, written
+    after each finished repeat) and every run it measured (raw.jsonl)."""
+    summary, raw = out_dir / "results.json", out_dir / "raw.jsonl"
+    if not summary.is_file() or not raw.is_file():
+        raise SystemExit(f"--resume {out_dir}: no results.json / raw.jsonl there (a run writes results.json "
+                         "when its first repeat ends); start a new run instead")
+    stored = json.loads(summary.read_text())
+    results = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+    return {"header": stored["header"], "peaks": stored["peaks"], "results": results}
+
+
+def check_resumable(out_dir: Path, stored: dict, now: dict) -> None:
+    """A resumed run must measure the same work: same cases, sizes, data and variants."""
+    def same_work(header: dict) -> dict:
+        workload = re.sub(r"\d+ of \d+ repeat\(s\)", "", header["workload"])
+        return {"workload": workload, **{k: header[k] for k in ("variants", "native bf16", "data order")}}
+
+    differs = [f"  {k}:\n    stopped run: {v}\n    now:         {same_work(now)[k]}"
+               for k, v in same_work(stored).items() if v != same_work(now)[k]]
+    if differs:
+        raise SystemExit(f"--resume {out_dir}: these flags measure other work than the stopped run's "
+                         f"(its command: {stored['command']}):\n" + "\n".join(differs))
 
 
 def write_outputs(args, out_dir: Path, results: list[dict], failures: list[str], peaks: list[dict], meta: dict,

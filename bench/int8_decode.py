@@ -29,7 +29,7 @@ from alignflow.models.forward import response_logprobs
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.int8 import quantize_linears
 from alignflow.rollout.linears import load_full_precision
-from alignflow.rollout.weights import float_copy, rollout_module
+from alignflow.workers.policy import float_copy, rollout_module
 
 PROMPTS = ["What is 17 + 25? Reply with only the number.", "Write a haiku about the sea.",
            "Explain photosynthesis in one sentence.", "Name three prime numbers.",

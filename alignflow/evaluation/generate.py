@@ -2,9 +2,9 @@
 
 :class:`ResponseGenerator` holds one loaded policy, its chat formatting and an
 :class:`~alignflow.rollout.HFRolloutEngine`, so every probe (win rates, KL, refusals, TruthfulQA)
-reuses one loaded policy (in bf16, sampling runs from a packed bf16 copy of it, as RL rollouts
-do). Prompts are formatted exactly as in training (the model's chat
-template, or the plain Human/Assistant layout) and cut from the left to ``max_prompt_length``.
+reuses one loaded policy (in bf16, sampling runs from a packed bf16 copy of it, as RL rollouts do).
+Prompts are formatted exactly as in training (the model's chat template, or the plain
+Human/Assistant layout) and cut from the left to ``max_prompt_length``.
 
 Prompts are batched in order of length (less padding); results come back in prompt order, with
 a prompt's ``n`` samples consecutive. With ``params.seed`` set, batch ``i`` uses ``seed + i``,
@@ -38,8 +38,8 @@ from alignflow.evaluation.metrics import (
 )
 from alignflow.models.loading import load_policy
 from alignflow.rollout import HFRolloutEngine, SamplingParams
-from alignflow.rollout.weights import rollout_module, sampling_precision
 from alignflow.runtime import effective_dtype
+from alignflow.workers.policy import rollout_module, sampling_precision
 
 Prompt = str | list[Message] | PromptExample
 

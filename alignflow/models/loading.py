@@ -250,10 +250,6 @@ def is_causal_decoder(config) -> bool:
     return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
-def is_peft_model(model) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
-
-
 def apply_lora(model: PreTrainedModel, cfg: LoraConfig, *, task_type: str) -> PreTrainedModel:
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model

@@ -17,11 +17,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,22 +37,94 @@ from alignflow.algorithms import (
 from alignflow.batch import Batch
 from alignflow.config.loader import ConfigError
 from alignflow.config.rl import RLConfig, RolloutConfig
+from alignflow.config.schema import ModelConfig
 from alignflow.models import compile_blocks, load_policy
 from alignflow.models.forward import HeadAtPositions, packs_exactly, response_logprobs
-from alignflow.models.loading import is_peft_model, transformer_blocks
+from alignflow.models.loading import transformer_blocks
 from alignflow.models.shared_prefix import use_shared_prefix
 from alignflow.rollout import HFRolloutEngine, SamplingParams
+from alignflow.rollout.int8 import quantize_linears
+from alignflow.rollout.linears import load_full_precision, pack_linears, packing_supported
 from alignflow.rollout.sampling import seed_for
-from alignflow.rollout.weights import float_copy, rollout_module, sampling_precision
-from alignflow.runtime import autocast, resolve_device
+from alignflow.runtime import autocast, effective_dtype, native_bf16, resolve_device
 from alignflow.workers.base import dispatch
 from alignflow.workers.engine import TrainingEngine, is_sharded, load_rank_rng, save_rank_rng, shard
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def sampling_params(cfg: RolloutConfig) -> SamplingParams:
     return SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                           top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty, do_sample=True,
                           stop_strings=tuple(cfg.stop_strings), n=cfg.n)
+
+
+def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
+    """The module the rollout engine samples from: the policy itself (``shared``), or a frozen
+    copy in bf16, fp32 or int8 (``alignflow.rollout.int8``); ``weights`` as resolved by
+    :attr:`RLConfig.rollout_weights`."""
+    if weights == "shared":
+        return policy
+    device_type = next(policy.parameters()).device.type
+    if weights == "int8":
+        # The int8 kernel is measured (and only fast) on a CPU, with bf16 activations: with fp32
+        # ones it runs ~20x slower than an fp32 GEMM.
+        if device_type != "cpu" or not native_bf16("cpu"):
+            raise ConfigError("rollout.weights=int8 needs a CPU with native bf16 (AVX512-BF16 or AMX), the only "
+                              f"place its kernel was measured to pay off; this actor is on {device_type}"
+                              f"{'' if device_type != 'cpu' else ' without native bf16'}: use rollout.weights=bf16")
+        # The LM head stays bf16 (tied to the embedding where the model ties them): quantised, it decoded
+        # slower end to end in bench/int8_decode.py, and above 8 rows it would be dequantised every step.
+        copy_ = quantize_linears(float_copy(policy, torch.bfloat16), torch.bfloat16, lm_head=False)
+        copy_ = pack_linears(copy_) if packing_supported(torch.bfloat16) else copy_  # the LM head
+        load_full_precision(copy_, policy.state_dict())  # quantised from the fp32 weights, as every sync does
+        return copy_
+    dtype = torch.bfloat16 if effective_dtype(weights, device_type) == "bf16" else torch.float32
+    return packed_for_sampling(float_copy(policy, dtype))
+
+
+def packed_for_sampling(module: nn.Module) -> nn.Module:
+    """``module`` with its linear layers packed in place where that pays: a CPU bf16 module decodes
+    from oneDNN-packed weights, same outputs, 1.2-1.8x faster matmuls at decode sizes
+    (alignflow.rollout.linears). Not under LoRA: peft's layers read their weights."""
+    first = next(module.parameters())
+    if first.device.type == "cpu" and packing_supported(first.dtype) and not is_peft_model(module):
+        return pack_linears(module, first.dtype)
+    return module
+
+
+def load_sampling_policy(cfg: ModelConfig, weights: str) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """A policy for sampling only, with nothing trained beside it: loaded straight in the rollout
+    dtype (``weights`` as resolved by :func:`~alignflow.config.rl.resolve_rollout_weights`) and
+    packed in place, so no fp32 weights stay in memory beside the copy :func:`rollout_module` would
+    make. int8 is quantised from the fp32 weights, which it then drops."""
+    dtype = torch.bfloat16 if effective_dtype(weights) == "bf16" else torch.float32  # loads on the CPU
+    # Nothing is trained: no fresh LoRA adapters (zero at init; they would block packing), no checkpointing.
+    cfg = replace(cfg, gradient_checkpointing=False, lora=replace(cfg.lora, enabled=False))
+    policy, tokenizer = load_policy(cfg, dtype=dtype)
+    if weights == "int8":
+        return rollout_module(policy, weights), tokenizer
+    policy.eval().requires_grad_(False)
+    return packed_for_sampling(policy), tokenizer
+
+
+def sampling_precision(module: nn.Module | None, dtype: str, device_type: str) -> contextlib.AbstractContextManager:
+    """The autocast a rollout engine samples under: none for a copy already in bf16 (rollout.weights
+    bf16 or int8), which computes in bf16 by itself, where autocast would only add dispatch work
+    (SmolLM2-135M, 8 rows x 64 tokens on 2 AVX512-BF16 cores: 3.5-3.6 s a call without it, 4.0-4.5 s
+    with it); else ``dtype``'s. ``module``: the engine's (None for vLLM, which holds none)."""
+    if isinstance(module, nn.Module) and next(module.parameters()).dtype == torch.bfloat16:
+        return contextlib.nullcontext()
+    return autocast(dtype, device_type)
+
+
+def float_copy(policy: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A frozen copy of ``policy`` in ``dtype``, in eval mode."""
+    # Seed deepcopy's memo with the cast parameters, so no second fp32 copy is materialised on the
+    # way (tied weights stay tied: they are one parameter object).
+    memo = {id(p): nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False) for p in policy.parameters()}
+    return copy.deepcopy(policy, memo).to(dtype).eval()
 
 
 def vllm_engine(policy: nn.Module, tokenizer, cfg: RLConfig):
@@ -70,6 +143,10 @@ def optimizer_updates(cfg: RLConfig, steps: int | None = None) -> int:
     """Optimizer steps over ``steps`` RL steps (default: the whole run): the LR schedule's length."""
     steps = cfg.train.steps if steps is None else steps
     return steps * cfg.train.ppo_epochs * (cfg.rows_per_step // cfg.train.mini_batch_size)
+
+
+def is_peft_model(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
 
 
 def update_order(batch: Batch, seed: int, step: int, salt: int, epochs: int, mini_batch_size: int) -> list[Batch]:

@@ -18,7 +18,7 @@ from af_common import model_config, rollout_weights  # noqa: E402
 
 from alignflow.config.rl import resolve_rollout_weights  # noqa: E402
 from alignflow.rollout import HFRolloutEngine, SamplingParams  # noqa: E402
-from alignflow.rollout.weights import load_sampling_policy, sampling_precision  # noqa: E402
+from alignflow.workers.policy import load_sampling_policy, sampling_precision  # noqa: E402
 
 if args.variant == "compile":  # train.compile compiles training blocks only: the run would repeat ``default``
     raise SystemExit("the generate case has no compile variant (train.compile does not touch the rollout engine)")

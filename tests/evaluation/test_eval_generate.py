@@ -144,7 +144,7 @@ def test_bf16_sampling_runs_from_a_packed_bf16_copy_and_leaves_the_model_fp32(ge
 
     from alignflow.rollout import HFRolloutEngine
     from alignflow.rollout.linears import PackedLinear, packing_supported
-    from alignflow.rollout.weights import rollout_module
+    from alignflow.workers.policy import rollout_module
 
     monkeypatch.setattr("alignflow.runtime.precision.native_bf16", lambda device_type="cpu": True)
     bf16 = ResponseGenerator(generator.model, generator.tokenizer, dtype="bf16", batch_size=2, max_prompt_length=32)

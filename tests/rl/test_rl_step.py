@@ -239,7 +239,7 @@ def test_a_single_update_per_batch_reuses_its_own_forward_as_the_behaviour_polic
 def test_an_int8_rollout_step_runs_with_truncated_importance_sampling(ppo_config, monkeypatch):
     from alignflow.rollout.int8 import Int8Linear
 
-    monkeypatch.setattr("alignflow.rollout.weights.native_bf16", lambda device_type="cpu": True)
+    monkeypatch.setattr("alignflow.workers.policy.native_bf16", lambda device_type="cpu": True)
     cfg = ppo_config("rollout.weights=int8", "train.steps=1", "algorithm.missing_eos_penalty=null")
     assert cfg.is_cap == 2.0  # null: on with int8
     ctl, workers = controller(cfg)

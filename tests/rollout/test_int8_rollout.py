@@ -9,7 +9,7 @@ from alignflow.models.forward import response_logprobs
 from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout.int8 import INT8_KERNEL_MAX_ROWS, Int8Linear, quantize_linears, quantize_per_channel
 from alignflow.rollout.linears import PackedLinear, packing_supported
-from alignflow.rollout.weights import float_copy, rollout_module
+from alignflow.workers.policy import float_copy, rollout_module
 
 # Measured on the tiny Llama (init std 0.3, 4 prompts x 4 samples x 8 tokens, temperature 1):
 # mean |sampling log-prob - fp32 log-prob| 6e-7 for the fp32 copy, 0.017 for bf16, 0.041 for int8.
@@ -18,7 +18,7 @@ MEAN_GAP = 0.1
 
 @pytest.fixture(autouse=True)
 def _native_bf16(monkeypatch):  # the int8 copy is built only where bf16 is native; its kernel runs anywhere
-    monkeypatch.setattr("alignflow.rollout.weights.native_bf16", lambda device_type="cpu": True)
+    monkeypatch.setattr("alignflow.workers.policy.native_bf16", lambda device_type="cpu": True)
 
 
 def test_per_channel_quantisation_rounds_each_weight_to_half_a_step():
@@ -90,6 +90,6 @@ def test_update_weights_requantises_the_copy_after_an_optimizer_step(llama, prom
 
 
 def test_int8_needs_a_cpu_with_native_bf16(llama, monkeypatch):
-    monkeypatch.setattr("alignflow.rollout.weights.native_bf16", lambda device_type="cpu": False)
+    monkeypatch.setattr("alignflow.workers.policy.native_bf16", lambda device_type="cpu": False)
     with pytest.raises(ConfigError, match="rollout.weights=int8"):
         rollout_module(llama, "int8")

@@ -10,7 +10,7 @@ from alignflow.rollout import HFRolloutEngine, SamplingParams
 from alignflow.rollout import hf as hf_engine
 from alignflow.rollout.hf import PreallocatedLayer
 from alignflow.rollout.linears import PackedLinear, load_full_precision, pack_linears, packing_supported
-from alignflow.rollout.weights import float_copy, load_sampling_policy, rollout_module
+from alignflow.workers.policy import float_copy, load_sampling_policy, rollout_module
 
 needs_packing = pytest.mark.skipif(not packing_supported(torch.bfloat16),
                                    reason="this CPU build has no oneDNN bf16 (PackedLinear is not used here)")

@@ -653,7 +653,8 @@ def main() -> int:
                 log(f"  {result['samples'] / result['seconds']:.3f} samples/s, {rate:.1f} tok/s, "
                     f"peak RSS {result['maxrss_kib'] / MIB:.0f} MiB (whole process {rss_kib / MIB:.0f} MiB), "
                     f"process {wall:.0f}s")
-        if repeat + 1 < args.repeats and results:
+        later = any(r["repeat"] > repeat + 1 for r in results)  # resumed past this repeat: its table is stale
+        if repeat + 1 < args.repeats and results and not later:
             write_outputs(args, out_dir, results, failures, peaks, meta, header_of(repeat + 1))
     raw.close()
     peaks.append(measure_peak(args, env, "end"))

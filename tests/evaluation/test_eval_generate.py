@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import pytest
+import torch
 from eval_data import QUESTIONS, length_scorer
 
 from alignflow.data.types import PromptExample
@@ -13,7 +14,9 @@ from alignflow.evaluation.generate import (
     sweep_sampling,
 )
 from alignflow.models.reward_io import RewardModelScorer
-from alignflow.rollout import SamplingParams
+from alignflow.rollout import HFRolloutEngine, SamplingParams
+from alignflow.rollout.linears import PackedLinear, packing_supported
+from alignflow.workers.policy import rollout_module
 
 GREEDY = SamplingParams(max_new_tokens=8, do_sample=False)
 
@@ -140,12 +143,6 @@ def test_decoding_prints_no_transformers_deprecation_warning(generator):
 def test_bf16_sampling_runs_from_a_packed_bf16_copy_and_leaves_the_model_fp32(generator, monkeypatch):
     """As RL rollouts: same tokens as an engine over ``rollout_module(model, "bf16")``; the model the
     log-prob and KL passes read is untouched."""
-    import torch
-
-    from alignflow.rollout import HFRolloutEngine
-    from alignflow.rollout.linears import PackedLinear, packing_supported
-    from alignflow.workers.policy import rollout_module
-
     monkeypatch.setattr("alignflow.runtime.precision.native_bf16", lambda device_type="cpu": True)
     bf16 = ResponseGenerator(generator.model, generator.tokenizer, dtype="bf16", batch_size=2, max_prompt_length=32)
     assert next(bf16.engine.model.parameters()).dtype == torch.bfloat16 and bf16.engine.model is not bf16.model

@@ -92,10 +92,10 @@ class ResponseGenerator:
         # Only encode_prompt is used here, so max_length just has to exceed max_prompt_length.
         self.encoder = PromptResponseEncoder(tokenizer, self.formatter, max_length=max_prompt_length + 1,
                                              max_prompt_length=max_prompt_length)
-        # bf16 sampling runs from a frozen bf16 copy taken here, packed as RL rollouts are: on a CPU
-        # with native bf16, ~1.4x faster than autocast, which re-casts every weight at every token,
-        # and packing adds ~1.2x (README, "Defaults worth knowing"). ``model`` stays as given for the
-        # passes that read it (log-probs, KL, the eval reference).
+        # bf16 sampling runs from a frozen bf16 copy taken here, packed as RL rollouts are: autocast
+        # re-casts every weight at every token (SmolLM2-135M, 8 HH prompts x 64 tokens, 2 AVX512-BF16
+        # cores: 3.3-3.7 s a call against 7.1-7.5 s). ``model`` stays as given for the passes that
+        # read it (log-probs, KL, the eval reference).
         device_type = next(model.parameters()).device.type
         weights = "bf16" if effective_dtype(dtype, device_type) == "bf16" else "shared"
         self.engine = HFRolloutEngine.from_tokenizer(rollout_module(model, weights), tokenizer)

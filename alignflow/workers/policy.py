@@ -77,7 +77,7 @@ def rollout_module(policy: nn.Module, weights: str) -> nn.Module:
         # The LM head stays bf16 (tied to the embedding where the model ties them): quantised, it decoded
         # slower end to end in bench/int8_decode.py, and above 8 rows it would be dequantised every step.
         copy_ = quantize_linears(float_copy(policy, torch.bfloat16), torch.bfloat16, lm_head=False)
-        copy_ = pack_linears(copy_) if packing_supported(torch.bfloat16) else copy_  # the LM head
+        copy_ = packed_for_sampling(copy_)  # the LM head (the int8 block layers are no nn.Linear)
         load_full_precision(copy_, policy.state_dict())  # quantised from the fp32 weights, as every sync does
         return copy_
     dtype = torch.bfloat16 if effective_dtype(weights, device_type) == "bf16" else torch.float32

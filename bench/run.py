@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -132,6 +133,9 @@ def parse_args() -> argparse.Namespace:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+log_once = functools.cache(log)  # for notes that every rebuild of the plan would repeat
 
 
 def run_checked(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -274,7 +278,7 @@ def variants_of(args: argparse.Namespace, case: str, framework: str) -> list[str
         chosen = list(dict.fromkeys(v.strip() for v in flag.split(",") if v.strip()))
     if case == "generate" and framework == "alignflow" and "compile" in chosen:
         if flag is not None:
-            log("generate: skipping alignflow's compile variant (train.compile does not touch generation)")
+            log_once("generate: skipping alignflow's compile variant (train.compile does not touch generation)")
         chosen.remove("compile")
     return chosen
 
@@ -347,9 +351,16 @@ def summarize(results: list[dict], meta: dict) -> dict:
         summary[key].update(runs=len(runs), repeats=[r["repeat"] for r in runs],
                             seconds=spread([r["seconds"] for r in runs]), steps=runs[0]["steps"],
                             settings=runs[0]["settings"],
-                            phases={p: median([r.get("phases", {}).get(p) for r in runs])
-                                    for p in runs[0].get("phases", {})})
+                            phases=median_phases(runs))
     return summary
+
+
+def median_phases(runs: list[dict]) -> dict:
+    """Per phase, the median seconds of a step over the runs, with 'other' (the step's rest) taken per
+    run before the median, so it cannot turn negative when the phases' medians come from different runs."""
+    per_run = [{**r["phases"], "other": r["phases"]["time/step_s"]
+                - sum(s for p, s in r["phases"].items() if p in PHASES)} for r in runs if r.get("phases")]
+    return {p: median([phases.get(p) for phases in per_run]) for p in per_run[0]} if per_run else {}
 
 
 def headline(case: str) -> str:
@@ -498,13 +509,13 @@ def phase_table(summary: dict, cases: list[str]) -> list[str]:
     names = [p.removeprefix("time/").removesuffix("_s").replace("_", " ") for p in phases]
     lines = ["", "## Where an alignflow RL step goes", "",
              "Median seconds per phase of one step, from the controller's own clock (share of the step in "
-             "brackets); 'other' is the rest of the step (reward shaping, advantages, metrics).", "",
+             "brackets); 'other' is the rest of the step (reward shaping, advantages, metrics). Each column is "
+             "its own median, so the columns need not add up to the step.", "",
              "| case | variant | step s | " + " | ".join(names) + " | other |",
              "|---|---|--:|" + "--:|" * (len(phases) + 1)]
     for key, row in rows:
         step = row["phases"]["time/step_s"]
-        cells = [row["phases"].get(p) for p in phases]  # None: a phase this algorithm does not have
-        cells.append(step - sum(c for c in cells if c is not None))
+        cells = [row["phases"].get(p) for p in phases + ["other"]]  # None: a phase this algorithm lacks
         lines.append(f"| {key[0]} | {key[2]} | {step:.2f} | "
                      + " | ".join("–" if c is None else f"{c:.2f} ({100 * c / step:.0f}%)" for c in cells) + " |")
     return lines

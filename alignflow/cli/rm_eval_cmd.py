@@ -32,7 +32,7 @@ def register(rm_app: typer.Typer) -> None:
         beta: Annotated[float, typer.Option(help="DPO beta of the implicit reward (with --reference).")] = 0.1,
         out: Annotated[Optional[Path], typer.Option(help="Folder for metrics.json and the plots.")] = None,
         max_pairs: Annotated[Optional[int], typer.Option(help="Read at most this many good pairs.")] = None,
-        batch_size: int = 16,
+        batch_size: Annotated[int, typer.Option(help="Pairs a forward pass.")] = 8,
         dtype: str = "bf16",
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples of the pairs.")] = 1000,
         seed: int = 0,
@@ -45,7 +45,7 @@ def register(rm_app: typer.Typer) -> None:
 
 
 def evaluate_pairs(model: str, data: str, *, reference: str | None = None, beta: float = 0.1,
-                   out: Path | None = None, max_pairs: int | None = None, batch_size: int = 16, dtype: str = "bf16",
+                   out: Path | None = None, max_pairs: int | None = None, batch_size: int = 8, dtype: str = "bf16",
                    bootstrap: int = 1000, seed: int = 0, strict: bool = False) -> dict[str, Any]:
     from alignflow.data.readers import read_preferences
     from alignflow.evaluation.pair_quality import Bootstrap, pair_quality

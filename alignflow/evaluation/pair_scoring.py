@@ -32,16 +32,28 @@ def score_pairs(scorer: Scorer, examples: Sequence[PreferenceExample]) -> PairSc
                       [source_name(e.source) for e in examples])
 
 
-def reward_model_pairs(model_dir: str, examples: Sequence[PreferenceExample], *, batch_size: int = 16,
+def reward_model_pairs(model_dir: str, examples: Sequence[PreferenceExample], *, batch_size: int = 8,
                        dtype: str = "bf16") -> PairScores:
+    """A reward-model folder's scores, computed as ``rm train`` scores its validation pairs: a decoder
+    runs each pair's prompt once, then chosen and rejected (``models.shared_prefix``; the same
+    scores as each sequence alone), an encoder the two sequences apart. ``batch_size``: pairs a forward."""
     from alignflow.models.reward_io import RewardModelScorer
+    from alignflow.models.shared_prefix import shares_prefix_exactly
+    from alignflow.runtime.precision import autocast
+    from alignflow.trainers.reward import collate_pairs, pair_scores, split_pairs
 
     scorer = RewardModelScorer(model_dir, batch_size=batch_size, dtype=dtype)
-    prompts = [e.prompt for e in examples]
-    chosen = scorer.score(prompts, [e.chosen for e in examples])
-    rejected = scorer.score(prompts, [e.rejected for e in examples])
-    lengths = response_lengths([scorer.encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in examples])
-    return PairScores(chosen, rejected, *lengths, [source_name(e.source) for e in examples])
+    pairs = [scorer.encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in examples]
+    share = shares_prefix_exactly(scorer.model)
+    chosen, rejected = [torch.zeros(0)], [torch.zeros(0)]
+    with torch.no_grad(), autocast(dtype):
+        for start in range(0, len(pairs), batch_size):
+            batch = collate_pairs(pairs[start : start + batch_size], scorer.tokenizer.pad_token_id, share_prompt=share)
+            c, r = split_pairs(pair_scores(scorer.model, batch))
+            chosen.append(c)
+            rejected.append(r)
+    return PairScores(torch.cat(chosen) + scorer.offset, torch.cat(rejected) + scorer.offset, *response_lengths(pairs),
+                      [source_name(e.source) for e in examples])
 
 
 def implicit_reward_pairs(policy: str, reference: str, examples: Sequence[PreferenceExample], *, beta: float,
@@ -49,6 +61,7 @@ def implicit_reward_pairs(policy: str, reference: str, examples: Sequence[Prefer
     """``policy``'s DPO reward against ``reference`` on each response; the encoding (chat template,
     length budget) is the one the policy was trained with, read from its ``alignflow.json``."""
     from alignflow.models import load_policy, read_metadata, resolve_model
+    from alignflow.models.shared_prefix import shares_prefix_exactly
     from alignflow.trainers.data_setup import make_encoder
     from alignflow.trainers.dpo_logps import batched_pair_logps
 
@@ -62,8 +75,9 @@ def implicit_reward_pairs(policy: str, reference: str, examples: Sequence[Prefer
     pairs = [encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in examples]
 
     def logps(model) -> torch.Tensor:
+        # Each pair's prompt once where the model computes it exactly so (as DPO training does).
         return batched_pair_logps(model, pairs, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id,
-                                  dtype=dtype)[0]
+                                  dtype=dtype, share_prompt=shares_prefix_exactly(model))[0]
 
     policy_logps = logps(model)
     del model

@@ -39,20 +39,15 @@ def reward_model_pairs(model_dir: str, examples: Sequence[PreferenceExample], *,
     scores as each sequence alone), an encoder the two sequences apart. ``batch_size``: pairs a forward."""
     from alignflow.models.reward_io import RewardModelScorer
     from alignflow.models.shared_prefix import shares_prefix_exactly
-    from alignflow.runtime.precision import autocast
-    from alignflow.trainers.reward import collate_pairs, pair_scores, split_pairs
+    from alignflow.trainers.reward import pair_rewards, pair_scores
 
     scorer = RewardModelScorer(model_dir, batch_size=batch_size, dtype=dtype)
     pairs = [scorer.encoder.encode_pair(e.prompt, e.chosen, e.rejected) for e in examples]
-    share = shares_prefix_exactly(scorer.model)
-    chosen, rejected = [torch.zeros(0)], [torch.zeros(0)]
-    with torch.no_grad(), autocast(dtype):
-        for start in range(0, len(pairs), batch_size):
-            batch = collate_pairs(pairs[start : start + batch_size], scorer.tokenizer.pad_token_id, share_prompt=share)
-            c, r = split_pairs(pair_scores(scorer.model, batch))
-            chosen.append(c)
-            rejected.append(r)
-    return PairScores(torch.cat(chosen) + scorer.offset, torch.cat(rejected) + scorer.offset, *response_lengths(pairs),
+    with torch.no_grad():
+        chosen, rejected = pair_rewards(lambda batch: pair_scores(scorer.model, batch), pairs, batch_size,
+                                        scorer.tokenizer.pad_token_id, dtype,
+                                        share_prompt=shares_prefix_exactly(scorer.model))
+    return PairScores(chosen + scorer.offset, rejected + scorer.offset, *response_lengths(pairs),
                       [source_name(e.source) for e in examples])
 
 

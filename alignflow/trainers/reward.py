@@ -9,6 +9,7 @@ its mean over validation responses is zero, which makes it a well-centred RL rew
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,24 @@ def split_pairs(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scores[:half], scores[half:]
 
 
+def pair_rewards(score: Callable[[dict], torch.Tensor], pairs: Sequence[tuple[Encoded, Encoded]], batch_size: int,
+                 pad_token_id: int, dtype: str, capacity: int | None = None,
+                 share_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chosen and rejected rewards ``(pairs,)`` each, in order: ``batch_size`` pairs a
+    :func:`collate_pairs` batch, each scored by ``score`` (:func:`pair_scores` over the model)
+    under ``dtype``'s autocast."""
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        batch = collate_pairs(list(pairs[start : start + batch_size]), pad_token_id, capacity, share_prompt)
+        with autocast(dtype):
+            c, r = split_pairs(score(batch))
+        chosen.append(c)
+        rejected.append(r)
+    if not chosen:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
 def train_reward_model(cfg: RewardConfig, console: Console | None = None) -> RewardResult:
     """Reward-model training on ``cfg.distributed.world_size`` ranks (see ``runtime.launch``)."""
     return run_on_ranks(_train_reward_model, cfg, console or Console())
@@ -124,21 +143,12 @@ def _train_reward_model(cfg: RewardConfig, console: Console) -> RewardResult:
         tokens = sum(len(c.input_ids) + len(r.input_ids) for c, r in (train_pairs[i] for i in indices))
         return loss * weight, {"loss": loss.item(), **{k: float(v) for k, v in stats.items()}, "tokens": tokens}
 
-    def score_validation() -> tuple[torch.Tensor, torch.Tensor]:
-        chosen, rejected = [], []
-        for start in range(0, len(val_pairs), cfg.train.micro_batch_size * 2):
-            batch = collate_pairs(val_pairs[start : start + cfg.train.micro_batch_size * 2], pad, capacity, share)
-            with autocast(cfg.model.dtype):
-                c, r = split_pairs(net(pair_scores, batch))
-            chosen.append(c)
-            rejected.append(r)
-        return torch.cat(chosen), torch.cat(rejected)
-
     baseline = length_baseline(val_pairs, val_sources)
     lengths = torch.cat(response_lengths(val_pairs))  # chosen then rejected, as ``both`` below
 
     def evaluate() -> dict[str, float]:
-        chosen, rejected = score_validation()
+        chosen, rejected = pair_rewards(lambda batch: net(pair_scores, batch), val_pairs,
+                                        cfg.train.micro_batch_size * 2, pad, cfg.model.dtype, capacity, share)
         stats = {k: float(v) for k, v in preference_metrics(chosen, rejected).items()}
         both = torch.cat([chosen, rejected])
         return {
